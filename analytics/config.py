@@ -1,0 +1,158 @@
+"""Settings, loaded once: a TOML file plus ANALYTICS_* environment overrides.
+
+Precedence: built-in defaults < the TOML file (``--config`` or ANALYTICS_CONFIG)
+< environment (ANALYTICS_STORE, ANALYTICS_ETCD, ANALYTICS_MODE). The result is
+a typed, frozen-by-convention object passed down to every component; nothing
+else reads the environment.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+from zoneinfo import ZoneInfoNotFoundError
+
+from analytics.periods import zone
+
+__all__ = ["Settings", "BrokerSettings", "GameSettings", "ConfigError", "load_settings"]
+
+DEFAULT_STORE = "sqlite:///data/analytics.db"
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or invalid; the message names it."""
+
+
+@dataclass
+class GameSettings:
+    name: str
+    #: IANA time zone in which the game's days, weeks and months start.
+    tz: str = "Asia/Shanghai"
+
+
+@dataclass
+class BrokerSettings:
+    #: Where spouts and bolts push tuples (PULL side of the broker).
+    receiver: str = "tcp://127.0.0.1:5000"
+    #: Where bolts subscribe by topic (XPUB side of the broker).
+    sender: str = "tcp://127.0.0.1:5001"
+    #: High-water mark in frames on every socket; a full pipe blocks the sender.
+    hwm: int = 1000
+    #: Tuples per frame: batching is what makes the broker fast.
+    batch_size: int = 200
+    #: A partial batch is sent after this many milliseconds.
+    linger_ms: int = 20
+    #: Forward nothing until every expected subscriber has said it is ready.
+    wait_for_subscribers: bool = True
+
+
+@dataclass
+class Settings:
+    #: Name of this cluster: the etcd key prefix /analytics/<cluster>/.
+    cluster: str = "default"
+    #: Store URL: sqlite:///path (embedded default) or mongodb://host/db.
+    store: str = DEFAULT_STORE
+    #: etcd endpoint host:port; empty means no cluster registration.
+    etcd: str = ""
+    #: 'inproc' (one process, greenlets) or 'tcp' (one process per component).
+    mode: str = "inproc"
+    #: Disk logs, dead letters and spout offsets live here.
+    data_dir: str = "data"
+    #: Pid files and component logs for `analytics start`.
+    run_dir: str = "run"
+    #: Partitions of (game, area) that instances of one bolt divide between them.
+    partitions: int = 1
+    #: Zone used for games not listed under [games].
+    default_tz: str = "Asia/Shanghai"
+    #: Dedupe records older than this many days may be purged.
+    dedupe_horizon_days: int = 90
+    broker: BrokerSettings = field(default_factory=BrokerSettings)
+    games: dict[str, GameSettings] = field(default_factory=dict)
+    #: Per-component options, e.g. [components.loginhour] flush_every = 5000.
+    components: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Per-source options, e.g. [sources.gamelog] game = "dl", files = [...].
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Everything else in the file (http, alerts, cluster, ...), by table name.
+    extra: dict[str, Any] = field(default_factory=dict)
+    #: The file this came from, if any.
+    path: str | None = None
+
+    def tz_of(self, game: str) -> str:
+        """The time zone of a game (its own, else the default)."""
+        g = self.games.get(game)
+        return g.tz if g else self.default_tz
+
+    def component(self, name: str) -> dict[str, Any]:
+        """Options of one component (empty if none configured)."""
+        return self.components.get(name, {})
+
+    def data_path(self, *parts: str) -> Path:
+        return Path(self.data_dir, *parts)
+
+
+def _check_tz(name: str, where: str) -> str:
+    try:
+        zone(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{where}: unknown time zone {name!r} (use an IANA name such as 'Asia/Shanghai')") from None
+    return name
+
+
+def _dataclass_from(cls: type, data: Mapping[str, Any], where: str) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        if key not in known:
+            raise ConfigError(f"{where}: unknown setting {key!r} (known: {', '.join(sorted(known))})")
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def load_settings(path: str | os.PathLike | None = None,
+                  env: Mapping[str, str] | None = None,
+                  **overrides: Any) -> Settings:
+    """Load settings from `path` (or ANALYTICS_CONFIG), then apply the environment.
+
+    `env` defaults to os.environ; tests pass their own. Keyword overrides win last.
+    """
+    env = os.environ if env is None else env
+    path = path or env.get("ANALYTICS_CONFIG") or None
+    raw: dict[str, Any] = {}
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"configuration file {str(p)!r} does not exist")
+        try:
+            raw = tomllib.loads(p.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    top = dict(raw.pop("analytics", {}))
+    broker = _dataclass_from(BrokerSettings, raw.pop("broker", {}), "[broker]")
+    games = {}
+    for name, g in raw.pop("games", {}).items():
+        if not isinstance(g, dict):
+            raise ConfigError(f"[games.{name}] must be a table")
+        games[name] = _dataclass_from(GameSettings, {"name": name, **g}, f"[games.{name}]")
+        _check_tz(games[name].tz, f"[games.{name}] tz")
+    components = raw.pop("components", {})
+    sources = raw.pop("sources", {})
+    settings = _dataclass_from(Settings, top, "[analytics]")
+    settings = replace(settings, broker=broker, games=games, components=components,
+                       sources=sources, extra=raw, path=str(path) if path else None)
+    if env.get("ANALYTICS_STORE"):
+        settings.store = env["ANALYTICS_STORE"]
+    if env.get("ANALYTICS_ETCD"):
+        settings.etcd = env["ANALYTICS_ETCD"]
+    if env.get("ANALYTICS_MODE"):
+        settings.mode = env["ANALYTICS_MODE"]
+    for key, value in overrides.items():
+        if value is not None:
+            setattr(settings, key, value)
+    _check_tz(settings.default_tz, "[analytics] default_tz")
+    if settings.mode not in ("inproc", "tcp"):
+        raise ConfigError(f"mode must be 'inproc' or 'tcp', not {settings.mode!r}")
+    if settings.partitions < 1:
+        raise ConfigError(f"partitions must be >= 1, not {settings.partitions}")
+    return settings

@@ -1,0 +1,173 @@
+"""The one narrow store interface every bolt and the query layer use.
+
+A bolt never writes piecemeal: it fills a `Batch` with what its in-memory
+aggregates amount to, and the store applies the whole batch at once
+(`Store.apply`): one transaction on SQLite, one bulk write per collection on
+MongoDB (inside a transaction when the server is a replica set).
+
+Exactness comes from three kinds of write, all idempotent or guarded:
+
+* `Batch.add_members`: per-period user membership rows with a unique key
+  (set, game, area, plat, ts, sub, member). Distinct-user counts are derived
+  from them (`count_into`), never from arrays inside a stat document.
+* `Batch.upsert` with `$set`/`$max`/`$min`/`$setOnInsert`: idempotent as they are.
+* `Batch.upsert` with `$inc`: only for records the bolt has not counted before;
+  the bolt learns which with `Store.unseen(scope, ids)` and the batch records
+  them with `Batch.mark_seen` in the same atomic apply.
+
+Order of application inside `apply`: members, then upserts, then member
+counts (`count_into`, computed after the members are in), then seen marks.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+__all__ = ["Batch", "Upsert", "MemberAdd", "MemberKey", "Store", "StoreError",
+           "StoreUnavailable", "QueryError", "KEY_FIELDS"]
+
+#: The fields every stat document is keyed and queried by.
+KEY_FIELDS = ("game", "area", "plat", "ts")
+
+
+class StoreError(Exception):
+    """A store operation failed for a reason retrying will not fix."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached right now (down, locked, disk full): retry later."""
+
+
+class QueryError(StoreError, ValueError):
+    """A query from user input is malformed (unknown field, `$` operator, bad type)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MemberKey:
+    """Which period set a member belongs to.
+
+    `set` names the membership (e.g. 'login_day'); `sub` is an optional extra
+    dimension (an item id, a task id, a consumption type), '' when unused.
+    """
+    set: str
+    game: str
+    area: str
+    plat: str
+    ts: int
+    sub: str = ""
+
+
+@dataclass(slots=True)
+class Upsert:
+    collection: str
+    key: dict[str, Any]
+    inc: dict[str, float] | None = None
+    set: dict[str, Any] | None = None
+    set_on_insert: dict[str, Any] | None = None
+    max: dict[str, Any] | None = None
+    min: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class MemberAdd:
+    key: MemberKey
+    members: set[str]
+    #: After adding, set `field` of the document (collection, key) to the
+    #: number of members of `key`: (collection, doc_key, field).
+    count_into: tuple[str, dict[str, Any], str] | None = None
+
+
+@dataclass
+class Batch:
+    """Everything one flush of one bolt writes, applied atomically where the store allows."""
+    upserts: list[Upsert] = field(default_factory=list)
+    members: list[MemberAdd] = field(default_factory=list)
+    seen: dict[str, list[str]] = field(default_factory=dict)
+
+    def upsert(self, collection: str, key: Mapping[str, Any], *, inc: Mapping[str, float] | None = None,
+               set: Mapping[str, Any] | None = None, set_on_insert: Mapping[str, Any] | None = None,
+               max: Mapping[str, Any] | None = None, min: Mapping[str, Any] | None = None) -> None:
+        """Upsert the document `key` in `collection` with MongoDB update semantics.
+
+        A field may appear in only one of the operators (as on MongoDB).
+        """
+        self.upserts.append(Upsert(collection, dict(key),
+                                   dict(inc) if inc else None, dict(set) if set else None,
+                                   dict(set_on_insert) if set_on_insert else None,
+                                   dict(max) if max else None, dict(min) if min else None))
+
+    def add_members(self, key: MemberKey, members: Iterable[str], *,
+                    count_into: tuple[str, Mapping[str, Any], str] | None = None) -> None:
+        """Add members to a period set; optionally store the set's size in a document field."""
+        ci = (count_into[0], dict(count_into[1]), count_into[2]) if count_into else None
+        self.members.append(MemberAdd(key, set(members), ci))
+
+    def mark_seen(self, scope: str, ids: Iterable[str]) -> None:
+        """Record that these record ids are now counted by `scope` (usually the bolt's name)."""
+        self.seen.setdefault(scope, []).extend(ids)
+
+    def __bool__(self) -> bool:
+        return bool(self.upserts or self.members or self.seen)
+
+
+class Store(ABC):
+    """A stats store. Implementations: SQLiteStore (sqlite://), MongoStore (mongodb://)."""
+
+    url: str
+
+    @abstractmethod
+    def setup(self) -> None:
+        """Create tables/collections and every index the bolts and queries need. Idempotent."""
+
+    @abstractmethod
+    def apply(self, batch: Batch) -> None:
+        """Apply a batch (atomically where the store allows). Raises StoreUnavailable on outage."""
+
+    @abstractmethod
+    def unseen(self, scope: str, ids: Sequence[str]) -> set[str]:
+        """The subset of `ids` that `scope` has not marked seen yet."""
+
+    @abstractmethod
+    def find(self, collection: str, where: Mapping[str, Any] | None = None, *,
+             ts_from: int | None = None, ts_to: int | None = None,
+             sort: Sequence[str] = ("ts",), limit: int | None = None) -> list[dict[str, Any]]:
+        """Documents of `collection` matching plain equality `where` and ts_from <= ts < ts_to.
+
+        `where` keys are field names, values are str/int/float/bool; a key or value
+        that is an operator (starts with '$') or a dict raises QueryError. Documents
+        come back without the store's internal id, with the fields the bolt wrote.
+        """
+
+    @abstractmethod
+    def members(self, key: MemberKey) -> set[str]:
+        """The members of one period set."""
+
+    @abstractmethod
+    def members_between(self, set: str, game: str, area: str, plat: str,
+                        ts_from: int, ts_to: int, sub: str | None = None) -> set[str]:
+        """Distinct members of `set` over every period starting in [ts_from, ts_to)."""
+
+    @abstractmethod
+    def count_members(self, key: MemberKey) -> int:
+        """The size of one period set."""
+
+    @abstractmethod
+    def member_keys(self, set: str, *, game: str | None = None, area: str | None = None,
+                    plat: str | None = None, ts_from: int | None = None,
+                    ts_to: int | None = None) -> list[MemberKey]:
+        """The distinct period keys that have members in `set` (for timers and queries)."""
+
+    @abstractmethod
+    def purge_seen(self, older_than: int) -> int:
+        """Delete seen marks recorded before epoch `older_than`; returns how many."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections. The store may not be used afterwards."""
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
