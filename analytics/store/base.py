@@ -20,12 +20,13 @@ counts (`count_into`, computed after the members are in), then seen marks.
 """
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 __all__ = ["Batch", "Upsert", "MemberAdd", "MemberKey", "Store", "StoreError",
-           "StoreUnavailable", "QueryError", "KEY_FIELDS"]
+           "StoreUnavailable", "QueryError", "KEY_FIELDS", "check_upsert", "check_where", "check_sort"]
 
 #: The fields every stat document is keyed and queried by.
 KEY_FIELDS = ("game", "area", "plat", "ts")
@@ -90,12 +91,15 @@ class Batch:
                max: Mapping[str, Any] | None = None, min: Mapping[str, Any] | None = None) -> None:
         """Upsert the document `key` in `collection` with MongoDB update semantics.
 
-        A field may appear in only one of the operators (as on MongoDB).
+        A field may appear in only one of the operators (as on MongoDB, which
+        rejects such an update; mongomock accepts it): StoreError otherwise.
         """
-        self.upserts.append(Upsert(collection, dict(key),
-                                   dict(inc) if inc else None, dict(set) if set else None,
-                                   dict(set_on_insert) if set_on_insert else None,
-                                   dict(max) if max else None, dict(min) if min else None))
+        up = Upsert(collection, dict(key),
+                    dict(inc) if inc else None, dict(set) if set else None,
+                    dict(set_on_insert) if set_on_insert else None,
+                    dict(max) if max else None, dict(min) if min else None)
+        check_upsert(up)
+        self.upserts.append(up)
 
     def add_members(self, key: MemberKey, members: Iterable[str], *,
                     count_into: tuple[str, Mapping[str, Any], str] | None = None) -> None:
@@ -171,3 +175,74 @@ class Store(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_SCALARS = (str, int, float, bool)
+_COLLECTION = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+#: Names the stores use for themselves; a stat collection may not take them.
+RESERVED_COLLECTIONS = frozenset({"members", "member_sets", "seen", "docs"})
+
+
+def _plain_field(name: object) -> bool:
+    return isinstance(name, str) and bool(name) and not name.startswith("$") and "." not in name
+
+
+def check_upsert(up: Upsert) -> None:
+    """Reject an upsert MongoDB would reject (or that the backends would treat differently).
+
+    Why here: both backends call it, so the contract follows MongoDB's documented
+    behaviour rather than whatever the backend in hand happens to accept.
+    """
+    if not isinstance(up.collection, str) or not _COLLECTION.fullmatch(up.collection) \
+            or up.collection in RESERVED_COLLECTIONS:
+        raise StoreError(f"bad collection name {up.collection!r}")
+    if not up.key:
+        raise StoreError(f"empty key for an upsert into {up.collection!r}")
+    for k, v in up.key.items():
+        if not _plain_field(k) or isinstance(v, dict) or not isinstance(v, _SCALARS):
+            raise StoreError(f"bad key field {k!r}={v!r} for {up.collection!r}")
+    owner: dict[str, str] = {}
+    for op, fields in (("$inc", up.inc), ("$set", up.set), ("$setOnInsert", up.set_on_insert),
+                       ("$max", up.max), ("$min", up.min)):
+        for f in fields or ():
+            if not _plain_field(f):
+                raise StoreError(f"bad field name {f!r} in {op} for {up.collection!r}")
+            if f in up.key:
+                raise StoreError(f"field {f!r} is part of the key and cannot be updated with {op}")
+            if f in owner:
+                raise StoreError(f"field {f!r} appears in both {owner[f]} and {op} "
+                                 f"(MongoDB rejects this update)")
+            owner[f] = op
+    for f, v in (up.inc or {}).items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise StoreError(f"$inc of {f!r} by non-number {v!r}")
+
+
+def check_where(where: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Validate a plain-equality filter from user input; QueryError shows the bad item.
+
+    This is what keeps `$` operators (and dotted paths, sub-documents) out of queries.
+    """
+    if where is None:
+        return {}
+    if not isinstance(where, Mapping):
+        raise QueryError(f"where must be a mapping of field -> value, not {where!r}")
+    for k, v in where.items():
+        if not _plain_field(k):
+            raise QueryError(f"bad field name in where: {k!r} (plain names only: no '$', no '.')")
+        if not isinstance(v, _SCALARS):
+            raise QueryError(f"bad value in where for {k!r}: {v!r} (str, int, float or bool only)")
+    return dict(where)
+
+
+def check_sort(sort: Sequence[str]) -> list[tuple[str, int]]:
+    """Parse sort fields ('ts', '-count' for descending) into (field, 1|-1); QueryError if bad."""
+    if isinstance(sort, str):
+        sort = (sort,)
+    out = []
+    for s in sort:
+        name, direction = (s[1:], -1) if isinstance(s, str) and s.startswith("-") else (s, 1)
+        if not _plain_field(name):
+            raise QueryError(f"bad sort field {s!r}")
+        out.append((name, direction))
+    return out

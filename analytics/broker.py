@@ -1,0 +1,177 @@
+"""The broker: a receiver (PULL) that spouts and bolts push to, forwarding to a
+sender (XPUB) that bolts subscribe to by topic prefix.
+
+Nothing is dropped silently:
+* XPUB_NODROP makes a full subscriber pipe refuse the send (EAGAIN) instead of
+  discarding; the broker then stops reading the receiver, the receiver's pipes
+  fill, and the producers' sends block: backpressure all the way to the spouts.
+* Until every expected subscriber has announced it is ready (see transport.py),
+  the receiver is not read at all, so no tuple is published before the bolts of
+  its topic are connected. A subscriber that goes away pauses forwarding again
+  until it is back (`hold_when_missing`).
+* Every frame is counted per topic, received and sent; a frame that matched no
+  subscription is counted as unrouted.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Iterable
+
+import gevent
+import gevent.event
+import zmq.green as zmq
+
+from analytics.transport import READY_PREFIX
+
+__all__ = ["Broker"]
+
+log = logging.getLogger(__name__)
+
+
+class Broker:
+    """Forwards frames from `receiver` to `sender`, gated on subscriber readiness."""
+
+    #: Seconds between retries when a subscriber pipe is full.
+    full_retry = 0.0005
+
+    def __init__(self, ctx: zmq.Context, receiver: str, sender: str, *, expected: Iterable[str] = (),
+                 hwm: int = 1000, hold_when_missing: bool = True) -> None:
+        self.expected = set(expected)
+        self.hold_when_missing = hold_when_missing
+        self.receiver = ctx.socket(zmq.PULL)
+        self.receiver.setsockopt(zmq.RCVHWM, hwm)
+        self.receiver.setsockopt(zmq.LINGER, 0)
+        self.sender = ctx.socket(zmq.XPUB)
+        self.sender.setsockopt(zmq.SNDHWM, hwm)
+        self.sender.setsockopt(zmq.XPUB_NODROP, 1)
+        self.sender.setsockopt(zmq.XPUB_VERBOSER, 1)  # every (un)subscribe, also duplicates
+        self.sender.setsockopt(zmq.LINGER, 0)
+        self.receiver_endpoint = self._bind(self.receiver, receiver)
+        self.sender_endpoint = self._bind(self.sender, sender)
+        self.ready: dict[str, int] = {}
+        self.subscriptions: dict[bytes, int] = {}
+        self.received: dict[str, int] = {}   # tuples per topic
+        self.sent: dict[str, int] = {}
+        self.frames_in = 0
+        self.frames_out = 0
+        self.unrouted: dict[str, int] = {}
+        self.blocked_seconds = 0.0
+        self._running = False
+        self._greenlet: gevent.Greenlet | None = None
+        self._ready_event = gevent.event.Event()
+
+    @staticmethod
+    def _bind(sock: zmq.Socket, endpoint: str) -> str:
+        if endpoint.startswith("tcp://") and endpoint.endswith(":0"):
+            port = sock.bind_to_random_port(endpoint.rsplit(":", 1)[0])
+            return f"{endpoint.rsplit(':', 1)[0]}:{port}"
+        sock.bind(endpoint)
+        return endpoint
+
+    # -- readiness -------------------------------------------------------------------
+    def missing(self) -> set[str]:
+        """Expected subscribers that are not connected and ready."""
+        return {n for n in self.expected if self.ready.get(n, 0) <= 0}
+
+    def is_open(self) -> bool:
+        """Whether the receiver is read: after the start-up handshake, and while nobody is missing."""
+        if self.hold_when_missing:
+            return not self.missing()
+        return self._ready_event.is_set()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until every expected subscriber is ready; False on timeout."""
+        return self._ready_event.wait(timeout)
+
+    def _on_subscription(self, msg: bytes) -> None:
+        subscribe, prefix = msg[:1] == b"\x01", msg[1:]
+        delta = 1 if subscribe else -1
+        self.subscriptions[prefix] = self.subscriptions.get(prefix, 0) + delta
+        if self.subscriptions[prefix] <= 0:
+            del self.subscriptions[prefix]
+        if prefix.startswith(READY_PREFIX):
+            name = prefix[len(READY_PREFIX):].decode(errors="replace")
+            self.ready[name] = self.ready.get(name, 0) + delta
+            log.info("subscriber %s %s (%d connected)", name, "ready" if subscribe else "gone",
+                     max(self.ready[name], 0))
+            if not self.missing():
+                self._ready_event.set()
+            elif name in self.expected and self.hold_when_missing:
+                log.warning("holding: waiting for subscribers %s", ", ".join(sorted(self.missing())))
+
+    def _routed(self, key: bytes) -> bool:
+        return any(key.startswith(p) for p in self.subscriptions)
+
+    # -- forwarding ------------------------------------------------------------------
+    def _drain_subscriptions(self) -> None:
+        while True:
+            try:
+                self._on_subscription(self.sender.recv(zmq.NOBLOCK))
+            except zmq.Again:
+                return
+
+    def _forward(self, frames: list) -> None:
+        key = frames[0].bytes
+        topic = key.partition(b"\x00")[0].decode(errors="replace")
+        header = frames[1].bytes
+        n = int(header.split(b"|", 2)[1]) if header[:1] == b"D" else 0
+        self.frames_in += 1
+        self.received[topic] = self.received.get(topic, 0) + n
+        if not self._routed(key):
+            self.unrouted[topic] = self.unrouted.get(topic, 0) + n
+            return
+        waited = 0
+        while True:
+            try:
+                self.sender.send_multipart(frames, zmq.NOBLOCK, copy=False)
+                break
+            except zmq.Again:  # a subscriber is full: wait, never drop
+                waited += 1
+                gevent.sleep(self.full_retry)
+                self._drain_subscriptions()
+        self.blocked_seconds += waited * self.full_retry
+        self.frames_out += 1
+        self.sent[topic] = self.sent.get(topic, 0) + n
+
+    def serve_forever(self) -> None:
+        """Run until stop(): forward frames while every expected subscriber is ready."""
+        self._running = True
+        if not self.expected:
+            self._ready_event.set()
+        poller = zmq.Poller()
+        poller.register(self.sender, zmq.POLLIN)
+        receiving = False
+        while self._running:
+            open_ = self.is_open()
+            if open_ != receiving:
+                (poller.register(self.receiver, zmq.POLLIN) if open_ else poller.unregister(self.receiver))
+                receiving = open_
+            events = dict(poller.poll(100))
+            if self.sender in events:
+                self._drain_subscriptions()
+            if receiving and self.receiver in events:
+                # Forward a bounded run of frames, then look at subscriptions again.
+                for _ in range(256):
+                    try:
+                        frames = self.receiver.recv_multipart(zmq.NOBLOCK, copy=False)
+                    except zmq.Again:
+                        break
+                    self._forward(frames)
+
+    def start(self) -> "Broker":
+        self._greenlet = gevent.spawn(self.serve_forever)
+        return self
+
+    def stop(self, timeout: float | None = 5) -> None:
+        self._running = False
+        if self._greenlet is not None:
+            self._greenlet.join(timeout)
+        self.receiver.close()
+        self.sender.close()
+
+    def stats(self) -> dict:
+        """Counters for status reporting and the transfer-count check."""
+        return {"received": dict(self.received), "sent": dict(self.sent), "unrouted": dict(self.unrouted),
+                "frames_in": self.frames_in, "frames_out": self.frames_out,
+                "blocked_seconds": round(self.blocked_seconds, 3),
+                "ready": {k: v for k, v in self.ready.items() if v > 0}, "missing": sorted(self.missing())}

@@ -1,0 +1,466 @@
+"""Spout and Bolt base classes, in the streamparse style.
+
+A component is one class in one file: wiring and tunables are class attributes,
+behaviour is a few hooks, and the run loop lives here. Subclasses never touch
+sockets, codecs or the store's retry logic.
+
+    class LoginHourBolt(Bolt):
+        topics = ["gamelog.login_logcount"]
+        emits = ["login.hour"]
+        def process(self, tup): ...          # update in-memory aggregates
+        def flush(self, batch): ...          # turn them into one store Batch
+
+Guarantees the base classes give:
+* A hook that raises is logged with its traceback, counted and dead-lettered;
+  the component keeps running.
+* Bolts: `emit` is buffered and published only after the flush that produced it
+  is stored, so downstream never sees state that is not durable.
+* Bolts with `dedupe = True`: a tuple whose id this bolt already counted is
+  dropped before `process` (ids are marked seen in the same atomic store write).
+* A store outage is retried with backoff while the bolt stops reading, so the
+  broker and then the spouts are slowed down; nothing is dropped.
+* End of stream: a spout that ends sends a barrier on each topic it emits; a
+  bolt that has barriers from every producer it expects flushes, runs its timer,
+  forwards the barrier on its own topics and reports "drained" with its counters.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Sequence
+
+import gevent
+import gevent.event
+import zmq.green as zmq
+
+from analytics.codec import CodecError, decode_batch, decode_obj
+from analytics.config import Settings
+from analytics.deadletter import DeadLetters
+from analytics.disklog import DiskLog
+from analytics.store.base import Batch, Store, StoreError, StoreUnavailable
+from analytics.transport import BARRIER, DATA, Message, Publisher, Subscriber
+from analytics.tuples import Tuple, partition_of
+
+__all__ = ["Component", "Spout", "Bolt", "Context", "Counters"]
+
+
+@dataclass
+class Counters:
+    """What a component did: the figures `analytics status` and the transfer check read."""
+    received: dict[str, int] = field(default_factory=dict)
+    emitted: dict[str, int] = field(default_factory=dict)
+    rejected: int = 0
+    deduplicated: int = 0
+    ignored: int = 0
+    errors: int = 0
+    flushes: int = 0
+    lost: int = 0
+    store_retries: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"received": dict(self.received), "emitted": dict(self.emitted), "rejected": self.rejected,
+                "deduplicated": self.deduplicated, "ignored": self.ignored, "errors": self.errors,
+                "flushes": self.flushes, "lost": self.lost, "store_retries": self.store_retries}
+
+
+@dataclass
+class Context:
+    """What the runner hands a component: settings, transport, store, clock."""
+    settings: Settings
+    zmq: zmq.Context
+    receiver: str
+    sender: str
+    store: Store | None = None
+    clock: Callable[[], float] = time.time
+    #: Partitions this instance owns (None: all of them).
+    partitions: set[int] | None = None
+    #: (producer, topic) pairs whose barriers a bolt waits for before it drains.
+    expected_barriers: frozenset[tuple[str, str]] = frozenset()
+    #: Stop the component once it has drained (replay, demo, tests).
+    exit_on_drain: bool = False
+    #: Spouts: write raw records to the disk log (off when replaying a disk log).
+    disk_log: bool = True
+
+
+class Component:
+    """What spouts and bolts share: name, options, counters, dead letters, emit."""
+
+    #: Component name; defaults to the class name in lower case.
+    name: ClassVar[str] = ""
+    #: 'spout' or 'bolt' (what `analytics status` shows).
+    role: ClassVar[str] = "component"
+    #: Topics this component publishes.
+    emits: ClassVar[Sequence[str]] = ()
+
+    def __init__(self, ctx: Context, name: str | None = None, **options: Any) -> None:
+        self.ctx = ctx
+        self.settings = ctx.settings
+        self.name = name or type(self).name or type(self).__name__.lower()
+        self.options: dict[str, Any] = {**self.settings.component(self.name), **options}
+        self.counters = Counters()
+        self.dead_letters = DeadLetters(self.settings.data_path("deadletter"), self.name)
+        self.log = logging.getLogger(f"analytics.{self.role}.{self.name}")
+        self.health: dict[str, str] = {"state": "ok", "reason": ""}
+        self.publisher: Publisher | None = None
+        self._stopping = gevent.event.Event()
+        self.finished = gevent.event.Event()
+
+    # -- hooks -----------------------------------------------------------------------
+    def initialize(self) -> None:
+        """Called once in the component's own process/greenlet before the loop."""
+
+    def close(self) -> None:
+        """Called once after the loop, after the final flush."""
+
+    # -- helpers for subclasses --------------------------------------------------------
+    def option(self, key: str, default: Any = None) -> Any:
+        """A per-component option: [components.<name>] in the config, or a constructor kwarg."""
+        return self.options.get(key, default)
+
+    def reject(self, raw: Any, reason: str) -> None:
+        """Dead-letter one bad input with the reason, and count it."""
+        self.counters.rejected += 1
+        self.dead_letters.write(raw, reason)
+
+    def _send(self, topic: str, body: dict[str, Any], id: str, ts: int) -> None:
+        partition = partition_of(str(body.get("game", "")), str(body.get("area", "")), self.settings.partitions)
+        self.publisher.send(topic, id, ts, body, partition)
+        self.counters.emitted[topic] = self.counters.emitted.get(topic, 0) + 1
+
+    def _safely(self, hook: Callable[..., Any], *args: Any, raw: Any = None) -> bool:
+        """Run a hook; on error log it, count it and dead-letter `raw`. True if it succeeded."""
+        try:
+            hook(*args)
+            return True
+        except Exception as exc:  # a bad record or a bug must not stop the component
+            self.counters.errors += 1
+            self.log.exception("%s failed in %s", self.name, getattr(hook, "__name__", hook))
+            self.dead_letters.write(raw if raw is not None else repr(args)[:2000],
+                                    f"error: {type(exc).__name__}: {exc} in {getattr(hook, '__name__', hook)}; "
+                                    + traceback.format_exc(limit=3).replace("\n", " | "))
+            return False
+
+    def stop(self) -> None:
+        """Ask the loop to finish (it flushes what it holds first)."""
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def stats(self) -> dict[str, Any]:
+        """Health and counters, as reported to etcd and `analytics status`."""
+        return {"health": dict(self.health), "counters": self.counters.as_dict()}
+
+    def _publisher(self, before_send: Callable[[], None] | None = None) -> Publisher:
+        b = self.settings.broker
+        return Publisher(self.ctx.zmq, self.ctx.receiver, self.name, batch_size=b.batch_size,
+                         linger_ms=b.linger_ms, hwm=b.hwm, before_send=before_send)
+
+    def _barrier_info(self) -> dict[str, Any]:
+        return {"component": self.name}
+
+    def run(self) -> None:
+        raise NotImplementedError
+
+
+class Spout(Component):
+    """A data source. Override `next_tuple`; call `self.emit(...)` from it."""
+
+    role = "spout"
+    #: Disk-log name: raw records go to data/<source>_YYYYMMDDHHMM.txt ('' = none).
+    source: ClassVar[str] = ""
+    #: Seconds to wait when next_tuple() found nothing (it must never block long).
+    idle_sleep: ClassVar[float] = 0.05
+
+    def __init__(self, ctx: Context, name: str | None = None, **options: Any) -> None:
+        super().__init__(ctx, name, **options)
+        self.disk_log: DiskLog | None = None
+        if self.source and ctx.disk_log:
+            self.disk_log = DiskLog(self.settings.data_dir, self.source,
+                                    rotate_seconds=int(self.option("rotate_seconds", 3600)),
+                                    max_bytes=int(self.option("rotate_bytes", 256 * 1024 * 1024)),
+                                    fsync=bool(self.option("fsync", False)), clock=ctx.clock)
+
+    def next_tuple(self) -> bool:
+        """Emit zero or more tuples. Return False when a finite source is exhausted."""
+        raise NotImplementedError
+
+    def emit(self, topic: str, body: dict[str, Any], *, id: str, ts: int, raw: bytes | str | None = None) -> None:
+        """Publish one tuple; its raw record goes to the disk log first (written before any send)."""
+        if raw is not None and self.disk_log is not None:
+            self.disk_log.append(raw)
+        self._send(topic, body, id, ts)
+
+    def run(self) -> None:
+        """The spout loop: next_tuple until exhausted or stopped, then end-of-stream barriers."""
+        self.publisher = self._publisher(self.disk_log.flush if self.disk_log else None)
+        try:
+            if not self._safely(self.initialize):
+                self.health = {"state": "failing", "reason": "initialize failed"}
+                return
+            calls = 0
+            while not self.stopping:
+                before = self.publisher.frames, sum(self.counters.emitted.values())
+                more = True
+                try:
+                    more = self.next_tuple()
+                except Exception as exc:
+                    self.counters.errors += 1
+                    self.log.exception("next_tuple failed")
+                    self.dead_letters.write("", f"error: {type(exc).__name__}: {exc} in next_tuple")
+                    gevent.sleep(self.idle_sleep)
+                self.publisher.maybe_flush()
+                if more is False:
+                    break
+                calls += 1
+                if sum(self.counters.emitted.values()) == before[1]:
+                    gevent.sleep(self.idle_sleep)  # idle: let the hub and other greenlets run
+                elif calls % 64 == 0:
+                    gevent.sleep(0)
+            self._safely(self.close)
+            if self.disk_log is not None:
+                self.disk_log.flush()
+            self.publisher.barrier(self.emits, self._barrier_info())
+            self.publisher.report({"event": "eos", "component": self.name, "role": self.role,
+                                   "sent": dict(self.publisher.sent), **self.counters.as_dict()})
+            self.log.info("%s finished: emitted %s, rejected %d", self.name, self.counters.emitted,
+                          self.counters.rejected)
+        finally:
+            if self.disk_log is not None:
+                self.disk_log.close()
+            self.dead_letters.close()
+            self.publisher.close()
+            self.finished.set()
+
+
+class Bolt(Component):
+    """A processing node. Override `process` and `flush` (and `tick` for timers)."""
+
+    role = "bolt"
+    #: Topics subscribed: exact names ('gamelog.login_logcount') or prefixes ('gamelog.*').
+    topics: ClassVar[Sequence[str]] = ()
+    #: Flush after this many tuples...
+    flush_every: ClassVar[int] = 5000
+    #: ...or after this many seconds, whichever comes first.
+    flush_seconds: ClassVar[float] = 1.0
+    #: Call tick() every this many seconds (timer bolts); None for event-only bolts.
+    tick_seconds: ClassVar[float | None] = None
+    #: Drop tuples whose id this bolt has already counted (needed for sums, not for distinct counts).
+    dedupe: ClassVar[bool] = False
+
+    def __init__(self, ctx: Context, name: str | None = None, **options: Any) -> None:
+        super().__init__(ctx, name, **options)
+        self.flush_every = int(self.option("flush_every", type(self).flush_every))
+        self.flush_seconds = float(self.option("flush_seconds", type(self).flush_seconds))
+        tick = self.option("tick_seconds", type(self).tick_seconds)
+        self.tick_seconds = None if tick is None else float(tick)
+        #: Largest event timestamp seen: the event-time clock timers can follow.
+        self.watermark = 0
+        self._outbox: list[tuple[str, dict[str, Any], str, int]] = []
+        self._buffer: list[Tuple] = []
+        self._pending = 0
+        self._from: dict[tuple[str, str], dict[str, int]] = {}
+        self._barriers: dict[tuple[str, str], dict[str, Any]] = {}
+        self.drained = gevent.event.Event()
+        self.subscriber: Subscriber | None = None
+
+    @property
+    def store(self) -> Store:
+        if self.ctx.store is None:
+            raise StoreError(f"bolt {self.name} has no store")
+        return self.ctx.store
+
+    # -- hooks -----------------------------------------------------------------------
+    def process(self, tup: Tuple) -> None:
+        """Fold one tuple into in-memory state."""
+        raise NotImplementedError
+
+    def flush(self, batch: Batch) -> None:
+        """Move in-memory state into `batch` (one atomic store write) and reset it."""
+
+    def after_flush(self) -> None:
+        """After the batch is stored: read back and emit derived state if needed."""
+
+    def tick(self, now: float) -> None:
+        """Timer bolts: recompute from the store. `now` is the wall clock (event time: self.watermark)."""
+
+    def emit(self, topic: str, body: dict[str, Any], *, id: str, ts: int) -> None:
+        """Queue a derived tuple; it is published after the current flush is stored."""
+        self._outbox.append((topic, body, id, ts))
+
+    # -- loop ------------------------------------------------------------------------
+    def run(self) -> None:
+        """The bolt loop: receive, process, flush by count or time, tick, drain on barriers."""
+        self.publisher = self._publisher()
+        self.subscriber = Subscriber(self.ctx.zmq, self.ctx.sender, self.name, self.topics,
+                                     partitions=self.ctx.partitions, hwm=self.settings.broker.hwm)
+        try:
+            if not self._safely(self.initialize):
+                self.health = {"state": "failing", "reason": "initialize failed"}
+                return
+            clock = time.monotonic
+            last_flush = last_tick = clock()
+            while not self.stopping:
+                msg = self.subscriber.recv(0.05)
+                handled = 0
+                while msg is not None:
+                    self._handle(msg)
+                    handled += 1
+                    if self._pending >= self.flush_every or handled >= 64 or self.stopping:
+                        break
+                    msg = self.subscriber.recv_nowait()
+                now = clock()
+                if self._pending >= self.flush_every or (now - last_flush >= self.flush_seconds):
+                    self._flush()
+                    last_flush = now
+                if self.tick_seconds is not None and now - last_tick >= self.tick_seconds:
+                    self._tick()
+                    last_tick = now
+            self._flush()
+            self._safely(self.close)
+        finally:
+            self.dead_letters.close()
+            self.publisher.close()
+            self.subscriber.close()
+            self.finished.set()
+
+    def set_partitions(self, partitions: set[int] | None) -> None:
+        """Take over (or give up) partitions; flush first so nothing is held for a lost one."""
+        self._flush()
+        self.ctx.partitions = partitions
+        if self.subscriber is not None:
+            self.subscriber.set_partitions(partitions)
+
+    def _handle(self, msg: Message) -> None:
+        key = (msg.producer, msg.topic)
+        if msg.kind == DATA:
+            try:
+                tuples = decode_batch(msg.topic, msg.payload)
+            except CodecError as exc:
+                self.reject(msg.payload, f"codec: {exc}")
+                return
+            n = len(tuples)
+            self.counters.received[msg.topic] = self.counters.received.get(msg.topic, 0) + n
+            per_part = self._from.setdefault(key, {})
+            per_part[msg.partition] = per_part.get(msg.partition, 0) + n
+            self._barriers.pop(key, None)  # the producer is streaming again
+            self._pending += n
+            for t in tuples:
+                if t.ts > self.watermark:
+                    self.watermark = t.ts
+            if self.dedupe:
+                self._buffer.extend(tuples)
+            else:
+                for t in tuples:
+                    self._safely(self.process, t, raw=t.body)
+        elif msg.kind == BARRIER:
+            try:
+                info = decode_obj(msg.payload)
+            except CodecError as exc:
+                self.reject(msg.payload, f"codec: {exc}")
+                return
+            self._on_barrier(key, info)
+
+    def _on_barrier(self, key: tuple[str, str], info: dict[str, Any]) -> None:
+        sent_parts: dict[str, int] = info.get("partitions", {})
+        owned = self.ctx.partitions
+        expected = sum(n for p, n in sent_parts.items() if owned is None or int(p) in owned) \
+            if sent_parts else info.get("sent", 0)
+        got = sum(self._from.get(key, {}).values())
+        if got < expected:
+            self.counters.lost += expected - got
+            self.log.error("%s: %d tuples of %s on %s sent but not received", self.name, expected - got, *key)
+        self._barriers[key] = info
+        if self.ctx.expected_barriers and self.ctx.expected_barriers <= self._barriers.keys():
+            self._drain()
+
+    def _drain(self) -> None:
+        self._flush()
+        if self.tick_seconds is not None:
+            self._tick()
+        self.publisher.barrier(self.emits, self._barrier_info())
+        self.publisher.report({"event": "drained", "component": self.name, "role": self.role,
+                               "received_from": {f"{p}|{t}": sum(v.values()) for (p, t), v in self._from.items()},
+                               "sent": dict(self.publisher.sent), **self.counters.as_dict()})
+        self.publisher.flush()
+        self._barriers.clear()
+        self.drained.set()
+        self.log.info("%s drained: received %s", self.name, self.counters.received)
+        if self.ctx.exit_on_drain:
+            self.stop()
+
+    def _tick(self) -> None:
+        self._safely(self.tick, self.ctx.clock())
+        self._flush()
+
+    def _flush(self) -> None:
+        fresh: list[str] = []
+        if self._buffer:
+            buffer, self._buffer = self._buffer, []
+            ids = list(dict.fromkeys(t.id for t in buffer))
+            unseen = self._with_store(self.store.unseen, self.name, ids)
+            if unseen is None:
+                self._buffer = buffer + self._buffer  # give up only on stop; keep for the next try
+                return
+            for t in buffer:
+                if t.id in unseen:
+                    unseen.discard(t.id)
+                    fresh.append(t.id)
+                    self._safely(self.process, t, raw=t.body)
+                else:
+                    self.counters.deduplicated += 1
+        batch = Batch()
+        if not self._safely(self.flush, batch):
+            batch = Batch()
+        if fresh:
+            batch.mark_seen(self.name, fresh)
+        if batch:
+            if self._with_store(self.store.apply, batch) is None and not self.stopping:
+                return
+        self._pending = 0
+        self.counters.flushes += 1
+        self._publish_outbox()
+        if self._safely(self.after_flush):
+            self._publish_outbox()
+        self.publisher.flush()
+
+    def _publish_outbox(self) -> None:
+        outbox, self._outbox = self._outbox, []
+        for topic, body, id, ts in outbox:
+            self._send(topic, body, id, ts)
+
+    def _with_store(self, call: Callable[..., Any], *args: Any) -> Any:
+        """Call the store, retrying an outage with backoff (the loop does not read meanwhile).
+
+        Returns None only when the bolt is stopping and the store is still out after
+        `store_stop_timeout` seconds: what it holds is then in the disk logs to replay.
+        """
+        delay, waited = 0.05, 0.0
+        stop_timeout = float(self.option("store_stop_timeout", 10.0))
+        while True:
+            try:
+                result = call(*args)
+                if self.health["state"] != "ok":
+                    self.log.warning("%s: store is back after %.1fs", self.name, waited)
+                    self.health = {"state": "ok", "reason": ""}
+                return result if result is not None else True
+            except StoreUnavailable as exc:
+                self.counters.store_retries += 1
+                if self.health["state"] == "ok":
+                    self.log.warning("%s: store unavailable (%s); retrying, not reading meanwhile", self.name, exc)
+                self.health = {"state": "degraded", "reason": f"store unavailable: {exc}"}
+                if self.stopping and waited >= stop_timeout:
+                    self.log.error("%s: stopping with the store still unavailable; %d tuples since the last "
+                                   "flush are not stored: replay the disk logs", self.name, self._pending)
+                    return None
+                gevent.sleep(delay)
+                waited += delay
+                delay = min(delay * 2, 5.0)
+            except StoreError as exc:
+                self.counters.errors += 1
+                self.log.exception("%s: store rejected a write", self.name)
+                self.dead_letters.write(repr(args)[:10000], f"store: {exc}")
+                return True

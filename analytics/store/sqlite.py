@@ -1,0 +1,323 @@
+"""SQLiteStore: the embedded store (one file under data/), standard library sqlite3.
+
+Why SQLite: a single machine, the demo and the tests need a store with real
+transactions and no server. One `apply` is one `BEGIN IMMEDIATE ... COMMIT`,
+so a batch is all-or-nothing and a replay after a crash is exact.
+
+Tables (see docs/stores.md):
+
+* ``docs``        stat documents of every collection: (coll, k) unique, where k is
+                  the canonical JSON of the key; game/area/plat/ts copied out for indexes.
+* ``members``     one row per (set, game, area, plat, ts, sub, member).
+* ``member_sets`` one row per period key that has members (for `member_keys`).
+* ``seen``        (scope, id) -> seen_at, the dedupe marks.
+"""
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import orjson
+
+from analytics.store.base import (Batch, MemberKey, QueryError, Store, StoreError, StoreUnavailable,
+                                  Upsert, check_sort, check_upsert, check_where)
+
+__all__ = ["SQLiteStore"]
+
+log = logging.getLogger(__name__)
+
+#: Columns copied out of a stat document so they can be indexed and filtered in SQL.
+_COLUMNS = ("game", "area", "plat", "ts")
+#: sqlite primary result codes that mean "try again later", not "your request is wrong".
+_UNAVAILABLE_CODES = {5: "SQLITE_BUSY", 6: "SQLITE_LOCKED", 10: "SQLITE_IOERR", 13: "SQLITE_FULL",
+                      14: "SQLITE_CANTOPEN", 15: "SQLITE_PROTOCOL"}
+_UNAVAILABLE_TEXT = ("locked", "disk i/o error", "disk is full", "unable to open")
+#: Ids per `IN (...)` query in `unseen`; well under SQLITE_MAX_VARIABLE_NUMBER.
+_CHUNK = 500
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS docs (
+    coll TEXT NOT NULL, k TEXT NOT NULL,
+    game, area, plat, ts,  -- no declared type: values keep their type (1 != '1')
+    doc TEXT NOT NULL,
+    PRIMARY KEY (coll, k)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS docs_gapt ON docs (coll, game, area, plat, ts);
+CREATE INDEX IF NOT EXISTS docs_ts ON docs (coll, ts);
+CREATE TABLE IF NOT EXISTS members (
+    "set" TEXT NOT NULL, game TEXT NOT NULL, area TEXT NOT NULL, plat TEXT NOT NULL,
+    ts INTEGER NOT NULL, sub TEXT NOT NULL, member TEXT NOT NULL,
+    PRIMARY KEY ("set", game, area, plat, ts, sub, member)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS member_sets (
+    "set" TEXT NOT NULL, game TEXT NOT NULL, area TEXT NOT NULL, plat TEXT NOT NULL,
+    ts INTEGER NOT NULL, sub TEXT NOT NULL,
+    PRIMARY KEY ("set", game, area, plat, ts, sub)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS member_sets_ts ON member_sets ("set", ts);
+CREATE TABLE IF NOT EXISTS seen (
+    scope TEXT NOT NULL, id TEXT NOT NULL, seen_at INTEGER NOT NULL,
+    PRIMARY KEY (scope, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS seen_at ON seen (seen_at);
+"""
+
+
+def _canonical_key(key: Mapping[str, Any]) -> str:
+    """The unique key string of a document: sorted JSON, integral floats as ints (1.0 == 1, as on MongoDB)."""
+    norm = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in key.items()}
+    return orjson.dumps(norm, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _sort_rank(v: Any) -> tuple[int, Any]:
+    """Order values of mixed types roughly as MongoDB does: missing/null < numbers < strings < bools."""
+    if v is None:
+        return (0, 0)
+    if isinstance(v, bool):
+        return (4, v)
+    if isinstance(v, (int, float)):
+        return (1, v)
+    if isinstance(v, str):
+        return (2, v)
+    return (3, orjson.dumps(v))
+
+
+def _equal(a: Any, b: Any) -> bool:
+    """Equality as MongoDB sees it: 1 == 1.0, but True != 1."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    return a == b
+
+
+def _apply_ops(doc: dict[str, Any] | None, up: Upsert) -> dict[str, Any]:
+    """MongoDB's $setOnInsert/$set/$inc/$max/$min applied to `doc` (None: insert). Pure."""
+    new = doc is None
+    out: dict[str, Any] = dict(up.key) if new else dict(doc)
+    if new and up.set_on_insert:
+        out.update(up.set_on_insert)
+    if up.set:
+        out.update(up.set)
+    for f, by in (up.inc or {}).items():
+        cur = out.get(f, 0)
+        if isinstance(cur, bool) or not isinstance(cur, (int, float)):
+            raise StoreError(f"cannot $inc non-numeric field {f!r}={cur!r} in {up.collection} {up.key}")
+        out[f] = cur + by
+    for op, fields in (("$max", up.max), ("$min", up.min)):
+        for f, v in (fields or {}).items():
+            if f not in out or out[f] is None:
+                out[f] = v
+                continue
+            try:
+                better = v > out[f] if op == "$max" else v < out[f]
+            except TypeError:
+                raise StoreError(f"cannot {op} {f!r}: {out[f]!r} vs {v!r} in {up.collection} {up.key}") from None
+            if better:
+                out[f] = v
+    return out
+
+
+class SQLiteStore(Store):
+    """The embedded store. Thread-safe by one lock: SQLite has one writer anyway."""
+
+    #: How long a writer waits for another connection's lock before StoreUnavailable.
+    busy_timeout_ms: int = 5000
+
+    def __init__(self, path: str | Path, *, url: str | None = None, busy_timeout_ms: int | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.path = str(path)
+        self.url = url or f"sqlite:///{self.path}"
+        if busy_timeout_ms is not None:
+            self.busy_timeout_ms = busy_timeout_ms
+        self._clock = clock
+        self._lock = threading.RLock()
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        with self._errors("open"):
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                       timeout=self.busy_timeout_ms / 1000)
+            self._db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+
+    # -- plumbing ---------------------------------------------------------
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        """Translate sqlite3 errors: lock/IO/full -> StoreUnavailable (retry), others -> StoreError."""
+        try:
+            yield
+        except StoreError:
+            raise
+        except sqlite3.Error as e:
+            code = getattr(e, "sqlite_errorcode", None)
+            text = str(e).lower()
+            if (code is not None and code & 0xFF in _UNAVAILABLE_CODES) or \
+                    (isinstance(e, sqlite3.OperationalError) and any(t in text for t in _UNAVAILABLE_TEXT)):
+                raise StoreUnavailable(f"sqlite {what} on {self.path}: {e}") from e
+            raise StoreError(f"sqlite {what} on {self.path}: {e}") from e
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock, self._errors("write"):
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        with self._lock, self._errors("read"):
+            return self._db.execute(sql, params).fetchall()
+
+    # -- Store ------------------------------------------------------------
+
+    def setup(self) -> None:
+        """Create the tables and indexes (idempotent)."""
+        with self._transaction() as db:
+            for stmt in _SCHEMA.split(";"):
+                if stmt.strip():
+                    db.execute(stmt)
+
+    def apply(self, batch: Batch) -> None:
+        """One transaction: members, upserts, member counts, seen marks; all or nothing."""
+        for up in batch.upserts:
+            check_upsert(up)
+        if not batch:
+            return
+        with self._transaction() as db:
+            self._write_members(db, batch)
+            for up in batch.upserts:
+                self._upsert(db, up)
+            for add in batch.members:
+                if add.count_into:
+                    coll, doc_key, fld = add.count_into
+                    n = self._count(db, add.key)
+                    up = Upsert(coll, dict(doc_key), set={fld: n})
+                    check_upsert(up)
+                    self._upsert(db, up)
+            self._write_seen(db, batch)
+
+    def _write_members(self, db: sqlite3.Connection, batch: Batch) -> None:
+        for add in batch.members:
+            k = add.key
+            head = (k.set, k.game, k.area, k.plat, k.ts, k.sub)
+            db.execute("INSERT OR IGNORE INTO member_sets VALUES (?,?,?,?,?,?)", head)
+            db.executemany("INSERT OR IGNORE INTO members VALUES (?,?,?,?,?,?,?)",
+                           [(*head, str(m)) for m in add.members])
+
+    def _write_seen(self, db: sqlite3.Connection, batch: Batch) -> None:
+        now = int(self._clock())
+        for scope, ids in batch.seen.items():
+            db.executemany("INSERT OR IGNORE INTO seen VALUES (?,?,?)", [(scope, str(i), now) for i in ids])
+
+    def _upsert(self, db: sqlite3.Connection, up: Upsert) -> None:
+        k = _canonical_key(up.key)
+        row = db.execute("SELECT doc FROM docs WHERE coll=? AND k=?", (up.collection, k)).fetchone()
+        doc = _apply_ops(orjson.loads(row[0]) if row else None, up)
+        db.execute("INSERT OR REPLACE INTO docs VALUES (?,?,?,?,?,?,?)",
+                   (up.collection, k, *(doc.get(c) for c in _COLUMNS), orjson.dumps(doc).decode()))
+
+    @staticmethod
+    def _count(db: sqlite3.Connection, k: MemberKey) -> int:
+        return db.execute('SELECT COUNT(*) FROM members WHERE "set"=? AND game=? AND area=? AND plat=? '
+                          "AND ts=? AND sub=?", (k.set, k.game, k.area, k.plat, k.ts, k.sub)).fetchone()[0]
+
+    def unseen(self, scope: str, ids: Sequence[str]) -> set[str]:
+        """The ids `scope` has not marked seen (chunked IN queries on the primary key)."""
+        want = {str(i) for i in ids}
+        todo = list(want)
+        for i in range(0, len(todo), _CHUNK):
+            chunk = todo[i:i + _CHUNK]
+            rows = self._read(f"SELECT id FROM seen WHERE scope=? AND id IN ({','.join('?' * len(chunk))})",
+                              (scope, *chunk))
+            want.difference_update(r[0] for r in rows)
+        return want
+
+    def find(self, collection: str, where: Mapping[str, Any] | None = None, *,
+             ts_from: int | None = None, ts_to: int | None = None,
+             sort: Sequence[str] = ("ts",), limit: int | None = None) -> list[dict[str, Any]]:
+        """Key columns are filtered in SQL (indexed); other fields, sort and limit in Python."""
+        where = check_where(where)
+        order = check_sort(sort)
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
+            raise QueryError(f"bad limit {limit!r}")
+        if limit == 0:
+            return []
+        sql, params = ["coll=?"], [collection]
+        rest = {}
+        for f, v in where.items():
+            if f in _COLUMNS and not isinstance(v, bool):
+                sql.append(f"{f}=?")
+                params.append(v)
+            else:
+                rest[f] = v
+        if ts_from is not None:
+            sql.append("ts>=?")
+            params.append(ts_from)
+        if ts_to is not None:
+            sql.append("ts<?")
+            params.append(ts_to)
+        rows = self._read(f"SELECT doc FROM docs WHERE {' AND '.join(sql)}", params)
+        docs = [orjson.loads(r[0]) for r in rows]
+        # Columns compare by SQLite type (1 != '1', as on MongoDB); the rest like MongoDB too.
+        docs = [d for d in docs if all(f in d and _equal(d[f], v) for f, v in rest.items())]
+        for f, direction in reversed(order):
+            docs.sort(key=lambda d: _sort_rank(d.get(f)), reverse=direction < 0)
+        return docs[:limit] if limit is not None else docs
+
+    def members(self, key: MemberKey) -> set[str]:
+        """The members of one period set (primary-key prefix scan)."""
+        return {r[0] for r in self._read(
+            'SELECT member FROM members WHERE "set"=? AND game=? AND area=? AND plat=? AND ts=? AND sub=?',
+            (key.set, key.game, key.area, key.plat, key.ts, key.sub))}
+
+    def members_between(self, set: str, game: str, area: str, plat: str,
+                        ts_from: int, ts_to: int, sub: str | None = None) -> set[str]:
+        """Distinct members over periods in [ts_from, ts_to) (primary-key prefix + ts range)."""
+        sql = 'SELECT DISTINCT member FROM members WHERE "set"=? AND game=? AND area=? AND plat=? AND ts>=? AND ts<?'
+        params: list[Any] = [set, game, area, plat, ts_from, ts_to]
+        if sub is not None:
+            sql += " AND sub=?"
+            params.append(sub)
+        return {r[0] for r in self._read(sql, params)}
+
+    def count_members(self, key: MemberKey) -> int:
+        """COUNT(*) on the primary-key prefix."""
+        with self._lock, self._errors("read"):
+            return self._count(self._db, key)
+
+    def member_keys(self, set: str, *, game: str | None = None, area: str | None = None,
+                    plat: str | None = None, ts_from: int | None = None,
+                    ts_to: int | None = None) -> list[MemberKey]:
+        """Period keys with members, from the small member_sets table, ordered by key."""
+        sql, params = ['"set"=?'], [set]
+        for f, v in (("game", game), ("area", area), ("plat", plat)):
+            if v is not None:
+                sql.append(f"{f}=?")
+                params.append(v)
+        if ts_from is not None:
+            sql.append("ts>=?")
+            params.append(ts_from)
+        if ts_to is not None:
+            sql.append("ts<?")
+            params.append(ts_to)
+        rows = self._read(f'SELECT "set", game, area, plat, ts, sub FROM member_sets WHERE {" AND ".join(sql)} '
+                          'ORDER BY ts, game, area, plat, sub', params)
+        return [MemberKey(*r) for r in rows]
+
+    def purge_seen(self, older_than: int) -> int:
+        """Delete seen marks with seen_at < older_than (index on seen_at)."""
+        with self._transaction() as db:
+            return db.execute("DELETE FROM seen WHERE seen_at < ?", (int(older_than),)).rowcount
+
+    def close(self) -> None:
+        """Close the connection (checkpoints the WAL)."""
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,203 @@
+"""ZeroMQ transport: the only module (with broker.py) that touches sockets.
+
+Frames (multipart, one batch of one topic and one partition per message):
+
+    [b"<topic>\\x00<ppp>", b"D|<count>|<producer>", <orjson [[id, ts, body], ...]>]   data
+    [b"<topic>\\x00*",     b"B|0|<producer>",       <orjson {"sent": n, ...}>]       barrier
+    [b"_ctl\\x00*",        b"C|0|<producer>",       <orjson {...}>]                  report
+
+Subscribing to b"<topic>\\x00" takes every partition and the barriers of a topic;
+an instance that owns some partitions subscribes b"<topic>\\x00<ppp>" for each and
+b"<topic>\\x00*". A bolt subscribes its data topics first and a readiness marker
+b"\\x02ready\\x00<name>" last: subscriptions on one connection arrive in order,
+so when the broker sees the marker it knows the bolt's topics are in place.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Sequence
+
+import gevent
+import zmq.green as zmq
+
+from analytics.codec import encode_obj
+
+__all__ = ["Message", "Publisher", "Subscriber", "topic_key", "topic_matches", "subscription_prefixes",
+           "READY_PREFIX", "CTL_TOPIC", "new_context"]
+
+log = logging.getLogger(__name__)
+
+READY_PREFIX = b"\x02ready\x00"
+CTL_TOPIC = "_ctl"
+DATA, BARRIER, REPORT = b"D", b"B", b"C"
+
+
+def new_context() -> zmq.Context:
+    """A gevent-cooperative ZeroMQ context."""
+    return zmq.Context()
+
+
+def topic_key(topic: str, partition: int | None) -> bytes:
+    """The first frame of a message: topic and partition ('*' for barriers and reports)."""
+    suffix = "*" if partition is None else f"{partition:03d}"
+    return f"{topic}\x00{suffix}".encode()
+
+
+def topic_matches(pattern: str, topic: str) -> bool:
+    """Whether a subscription pattern ('a.b' exact, 'a.*' prefix) covers a topic."""
+    if pattern.endswith("*"):
+        return topic.startswith(pattern[:-1])
+    return pattern == topic
+
+
+def subscription_prefixes(pattern: str, partitions: Iterable[int] | None) -> list[bytes]:
+    """The ZeroMQ subscription prefixes for a pattern, all partitions or only some."""
+    if pattern.endswith("*"):
+        return [pattern[:-1].encode()]  # prefix patterns take every partition
+    base = pattern.encode() + b"\x00"
+    if partitions is None:
+        return [base]
+    return [base + b"*"] + [base + f"{p:03d}".encode() for p in sorted(partitions)]
+
+
+@dataclass(slots=True)
+class Message:
+    kind: bytes          # DATA, BARRIER or REPORT
+    topic: str
+    partition: str       # '000'... or '*'
+    producer: str
+    count: int
+    payload: bytes
+
+
+def parse(frames: Sequence[bytes]) -> Message:
+    """Split a received multipart message; raises ValueError on a foreign one."""
+    if len(frames) != 3:
+        raise ValueError(f"expected 3 frames, got {len(frames)}")
+    topic, _, part = bytes(frames[0]).partition(b"\x00")
+    kind, count, producer = bytes(frames[1]).split(b"|", 2)
+    return Message(kind, topic.decode(), part.decode(), producer.decode(), int(count), bytes(frames[2]))
+
+
+class Publisher:
+    """PUSH side of a component: batches tuples per (topic, partition) and sends them.
+
+    A full pipe blocks `send` (cooperatively), which is how backpressure reaches
+    a spout. `before_send` runs before any frame leaves (spouts flush their disk
+    log there: a record is on disk before it is published).
+    """
+
+    def __init__(self, ctx: zmq.Context, endpoint: str, producer: str, *, batch_size: int = 200,
+                 linger_ms: int = 20, hwm: int = 1000,
+                 before_send: Callable[[], None] | None = None) -> None:
+        self.producer = producer
+        self.batch_size = batch_size
+        self.linger = linger_ms / 1000.0
+        self.before_send = before_send
+        self.sock = ctx.socket(zmq.PUSH)
+        self.sock.setsockopt(zmq.SNDHWM, hwm)
+        self.sock.setsockopt(zmq.LINGER, -1)  # close() waits until queued frames are delivered
+        self.sock.connect(endpoint)
+        self._pending: dict[tuple[str, int], list[list[Any]]] = {}
+        self._first_pending = 0.0
+        self.sent: dict[str, int] = {}
+        self.sent_parts: dict[str, dict[str, int]] = {}
+        self.frames = 0
+
+    def send(self, topic: str, id: str, ts: int, body: dict, partition: int = 0) -> None:
+        """Queue one tuple; a full batch is sent at once."""
+        key = (topic, partition)
+        batch = self._pending.get(key)
+        if batch is None:
+            batch = self._pending[key] = []
+            if len(self._pending) == 1:
+                self._first_pending = time.monotonic()
+        batch.append([id, ts, body])
+        if len(batch) >= self.batch_size:
+            del self._pending[key]
+            self._send_batch(topic, partition, batch)
+
+    def _send_batch(self, topic: str, partition: int, batch: list[list[Any]]) -> None:
+        if self.before_send is not None:
+            self.before_send()
+        header = f"D|{len(batch)}|{self.producer}".encode()
+        self.sock.send_multipart([topic_key(topic, partition), header, encode_obj(batch)])
+        self.sent[topic] = self.sent.get(topic, 0) + len(batch)
+        parts = self.sent_parts.setdefault(topic, {})
+        parts[f"{partition:03d}"] = parts.get(f"{partition:03d}", 0) + len(batch)
+        self.frames += 1
+
+    def maybe_flush(self) -> None:
+        """Send partial batches that have waited longer than the linger time."""
+        if self._pending and time.monotonic() - self._first_pending >= self.linger:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send every partial batch now."""
+        pending, self._pending = self._pending, {}
+        for (topic, partition), batch in pending.items():
+            self._send_batch(topic, partition, batch)
+
+    def barrier(self, topics: Iterable[str], info: dict[str, Any] | None = None) -> None:
+        """After flushing, tell subscribers of each topic that this producer's stream ended."""
+        self.flush()
+        for topic in topics:
+            payload = {"sent": self.sent.get(topic, 0), "partitions": self.sent_parts.get(topic, {}),
+                       **(info or {})}
+            self.sock.send_multipart([topic_key(topic, None), f"B|0|{self.producer}".encode(),
+                                      encode_obj(payload)])
+
+    def report(self, payload: dict[str, Any]) -> None:
+        """Send a control report (end of stream, drained, counters) to whoever listens on _ctl."""
+        self.sock.send_multipart([topic_key(CTL_TOPIC, None), f"C|0|{self.producer}".encode(),
+                                  encode_obj(payload)])
+
+    def close(self, linger_ms: int | None = None) -> None:
+        """Send what is pending and close; queued frames are delivered first (LINGER)."""
+        self.flush()
+        if linger_ms is not None:
+            self.sock.setsockopt(zmq.LINGER, linger_ms)
+        self.sock.close()
+
+
+class Subscriber:
+    """SUB side of a bolt: subscribes its topics, then announces it is ready."""
+
+    def __init__(self, ctx: zmq.Context, endpoint: str, name: str, patterns: Sequence[str], *,
+                 partitions: Iterable[int] | None = None, hwm: int = 1000) -> None:
+        self.name = name
+        self.patterns = list(patterns)
+        self.sock = ctx.socket(zmq.SUB)
+        self.sock.setsockopt(zmq.RCVHWM, hwm)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.connect(endpoint)
+        self._subs: set[bytes] = set()
+        self.set_partitions(partitions)
+        self.sock.setsockopt(zmq.SUBSCRIBE, READY_PREFIX + name.encode())
+
+    def set_partitions(self, partitions: Iterable[int] | None) -> None:
+        """(Re)subscribe to the given partitions of every topic (None: all)."""
+        partitions = None if partitions is None else set(partitions)
+        wanted = {p for pat in self.patterns for p in subscription_prefixes(pat, partitions)}
+        for prefix in wanted - self._subs:
+            self.sock.setsockopt(zmq.SUBSCRIBE, prefix)
+        for prefix in self._subs - wanted:
+            self.sock.setsockopt(zmq.UNSUBSCRIBE, prefix)
+        self._subs = wanted
+
+    def recv(self, timeout: float) -> Message | None:
+        """The next message, or None after `timeout` seconds."""
+        if not self.sock.poll(int(timeout * 1000), zmq.POLLIN):
+            return None
+        return parse(self.sock.recv_multipart())
+
+    def recv_nowait(self) -> Message | None:
+        try:
+            return parse(self.sock.recv_multipart(zmq.NOBLOCK))
+        except zmq.Again:
+            return None
+
+    def close(self) -> None:
+        self.sock.close()
