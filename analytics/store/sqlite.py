@@ -124,6 +124,8 @@ def _apply_ops(doc: dict[str, Any] | None, up: Upsert) -> dict[str, Any]:
 class SQLiteStore(Store):
     """The embedded store. Thread-safe by one lock: SQLite has one writer anyway."""
 
+    #: Every apply is one transaction (the crash-replay tests read this).
+    atomic: bool = True
     #: How long a writer waits for another connection's lock before StoreUnavailable.
     busy_timeout_ms: int = 5000
 

@@ -1,0 +1,376 @@
+"""One contract suite for every store backend.
+
+Backends: "sqlite" (a real file in tmp_path), "mongomock" (an in-memory stand-in
+for MongoDB, NOT MongoDB) and "mongodb" (a real server, only when
+ANALYTICS_TEST_MONGO_URL is set: no MongoDB server can be installed on these
+machines). Each test gets a fresh store; `reopen()` gives a new store object over
+the same data (same SQLite file; same mongomock client; same MongoDB database).
+"""
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import time
+import uuid
+from typing import Callable
+
+import pytest
+
+from analytics.store import Batch, MemberKey, QueryError, Store, StoreError, StoreUnavailable, open_store
+from analytics.store.sqlite import SQLiteStore
+
+MONGO_URL = os.environ.get("ANALYTICS_TEST_MONGO_URL", "")
+NO_MONGO = ("no MongoDB server can be installed on these machines; to run against one, set "
+            "ANALYTICS_TEST_MONGO_URL=mongodb://host:27017 (a replica set also exercises transactions)")
+
+BACKENDS = [
+    "sqlite",
+]
+
+K = {"game": "dl", "area": "1", "plat": "7", "ts": 1420646400}
+DAY = 86400
+
+
+class Clock:
+    """A settable clock for seen_at stamps (stores take `clock=`)."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def clock() -> Clock:
+    # Near real time: mongomock applies TTL indexes on read, so far-past stamps would vanish.
+    return Clock(time.time() - 1000)
+
+
+@pytest.fixture
+def reopen(backend: str, tmp_path, clock: Clock) -> Callable[[], Store]:
+    """A factory of stores over the same storage; every store it made is closed afterwards."""
+    made: list[Store] = []
+    cleanup: list[Callable[[], None]] = []
+    if backend == "sqlite":
+        def make() -> Store:
+            return SQLiteStore(tmp_path / "stats.db", clock=clock)
+    else:
+        raise AssertionError(backend)
+
+    def opener() -> Store:
+        s = make()
+        s.setup()
+        made.append(s)
+        return s
+    yield opener
+    for s in made:
+        try:
+            s.close()
+        except Exception:
+            pass
+    for c in cleanup:
+        c()
+
+
+@pytest.fixture
+def store(reopen: Callable[[], Store]) -> Store:
+    return reopen()
+
+
+def doc(store: Store, coll: str = "login_day", key: dict = K) -> dict:
+    docs = store.find(coll, key)
+    assert len(docs) == 1, docs
+    return docs[0]
+
+
+# -- upsert arithmetic -------------------------------------------------------
+
+def test_inc_accumulates_over_flushes(store: Store) -> None:
+    for n in (2, 3, 5):
+        b = Batch()
+        b.upsert("login_day", K, inc={"count": n, "amount": n * 1.5})
+        store.apply(b)
+    assert doc(store) == {**K, "count": 10, "amount": 15.0}
+
+
+def test_set_max_min_and_set_on_insert(store: Store) -> None:
+    b = Batch()
+    b.upsert("user", K, set={"name": "a"}, set_on_insert={"first": "x"}, max={"hi": 5}, min={"lo": 5})
+    store.apply(b)
+    assert doc(store, "user") == {**K, "name": "a", "first": "x", "hi": 5, "lo": 5}
+    b = Batch()
+    b.upsert("user", K, set={"name": "b"}, set_on_insert={"first": "y"}, max={"hi": 3}, min={"lo": 9})
+    store.apply(b)
+    assert doc(store, "user") == {**K, "name": "b", "first": "x", "hi": 5, "lo": 5}
+    b = Batch()
+    b.upsert("user", K, max={"hi": 8, "new_hi": 1}, min={"lo": 2})
+    store.apply(b)
+    assert doc(store, "user") == {**K, "name": "b", "first": "x", "hi": 8, "lo": 2, "new_hi": 1}
+
+
+def test_same_field_in_two_operators_is_rejected(store: Store) -> None:
+    """MongoDB rejects {$inc: {x}, $setOnInsert: {x}} (mongomock accepts it): so must every backend."""
+    with pytest.raises(StoreError, match="'count' appears in both"):
+        Batch().upsert("login_day", K, inc={"count": 1}, set_on_insert={"count": 0})
+    b = Batch()
+    b.upsert("login_day", K, inc={"count": 1})
+    b.upserts[0].set = {"count": 7}          # built behind Batch.upsert's back: apply checks again
+    b.mark_seen("login", ["r1"])
+    with pytest.raises(StoreError, match="'count' appears in both"):
+        store.apply(b)
+    assert store.find("login_day") == []
+    assert store.unseen("login", ["r1"]) == {"r1"}
+
+
+def test_bad_upserts_are_rejected(store: Store) -> None:
+    for kwargs, msg in [(dict(collection="members", key=K, inc={"n": 1}), "bad collection"),
+                        (dict(collection="c", key={}, inc={"n": 1}), "empty key"),
+                        (dict(collection="c", key=K, set={"ts": 1}), "part of the key"),
+                        (dict(collection="c", key=K, inc={"a.b": 1}), "bad field name"),
+                        (dict(collection="c", key=K, inc={"n": "1"}), "non-number")]:
+        with pytest.raises(StoreError, match=msg):
+            Batch().upsert(kwargs.pop("collection"), kwargs.pop("key"), **kwargs)
+
+
+# -- memberships -------------------------------------------------------------
+
+def test_members_and_distinct_counts(store: Store) -> None:
+    mk = MemberKey("login_day", "dl", "1", "7", K["ts"])
+    b = Batch()
+    b.add_members(mk, ["u1", "u2", "u2", "u3"], count_into=("login_day", K, "users"))
+    b.upsert("login_day", K, inc={"count": 4})
+    store.apply(b)
+    assert doc(store) == {**K, "count": 4, "users": 3}
+    b = Batch()
+    b.add_members(mk, ["u3", "u4"], count_into=("login_day", K, "users"))
+    b.add_members(mk, ["u4", "u5"], count_into=("login_day", K, "users"))   # same key twice in one batch
+    store.apply(b)
+    assert doc(store) == {**K, "count": 4, "users": 5}
+    assert store.members(mk) == {"u1", "u2", "u3", "u4", "u5"}
+    assert store.count_members(mk) == 5
+    other = MemberKey("login_day", "dl", "1", "7", K["ts"], sub="vip")
+    assert store.members(other) == set() and store.count_members(other) == 0
+
+
+def test_members_between_and_member_keys(store: Store) -> None:
+    b = Batch()
+    for day, users in enumerate([["a", "b"], ["b", "c"], ["d"], ["e"]]):
+        b.add_members(MemberKey("login_day", "dl", "1", "7", K["ts"] + day * DAY), users)
+    b.add_members(MemberKey("login_day", "dl", "1", "7", K["ts"], sub="vip"), ["z"])
+    b.add_members(MemberKey("login_day", "dl", "2", "7", K["ts"]), ["y"])
+    b.add_members(MemberKey("pay_day", "dl", "1", "7", K["ts"]), ["p"])
+    store.apply(b)
+    t = K["ts"]
+    assert store.members_between("login_day", "dl", "1", "7", t, t + 2 * DAY) == {"a", "b", "c", "z"}
+    assert store.members_between("login_day", "dl", "1", "7", t, t + 2 * DAY, sub="") == {"a", "b", "c"}
+    assert store.members_between("login_day", "dl", "1", "7", t + DAY, t + 3 * DAY) == {"b", "c", "d"}
+    assert store.members_between("login_day", "dl", "1", "7", t, t) == set()
+    keys = store.member_keys("login_day")
+    assert len(keys) == 6
+    assert set(store.member_keys("login_day", area="1", ts_from=t + DAY, ts_to=t + 3 * DAY)) == {
+        MemberKey("login_day", "dl", "1", "7", t + DAY), MemberKey("login_day", "dl", "1", "7", t + 2 * DAY)}
+    assert store.member_keys("login_day", area="2") == [MemberKey("login_day", "dl", "2", "7", t)]
+    assert store.member_keys("pay_day", game="xx") == []
+
+
+# -- dedupe --------------------------------------------------------------------
+
+def test_unseen_across_flushes_and_reopen(store: Store, reopen: Callable[[], Store]) -> None:
+    assert store.unseen("login", ["r1", "r2"]) == {"r1", "r2"}
+    b = Batch()
+    b.mark_seen("login", ["r1"])
+    store.apply(b)
+    b = Batch()
+    b.mark_seen("login", ["r2", "r1"])
+    store.apply(b)
+    assert store.unseen("login", ["r1", "r2", "r3"]) == {"r3"}
+    assert store.unseen("signup", ["r1"]) == {"r1"}                 # scopes are independent
+    many = [f"id{i}" for i in range(1200)]                          # more than one IN chunk
+    b = Batch()
+    b.mark_seen("login", many[::2])
+    store.apply(b)
+    store.close()
+    again = reopen()     # sqlite: same file; mongomock: the same client object reused
+    assert again.unseen("login", ["r1", "r2", "r3"]) == {"r3"}
+    assert again.unseen("login", many) == set(many[1::2])
+
+
+def _flush(store: Store, records: list[tuple[str, str]]) -> None:
+    """What a login bolt does: count only unseen records, then mark them seen in the same batch."""
+    fresh = store.unseen("login", [rid for rid, _ in records])
+    b = Batch()
+    users = {u for rid, u in records if rid in fresh}
+    b.upsert("login_day", K, inc={"count": len(fresh)})
+    b.add_members(MemberKey("login_day", "dl", "1", "7", K["ts"]), users, count_into=("login_day", K, "users"))
+    b.mark_seen("login", fresh)
+    store.apply(b)
+
+
+def test_crash_between_writes_then_replay(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    records = [("r1", "u1"), ("r2", "u1"), ("r3", "u2")]
+    _flush(store, records[:1])
+    assert doc(store) == {**K, "count": 1, "users": 1}
+
+    def crash(*a: object) -> None:
+        raise RuntimeError("simulated crash before the seen marks")
+    monkeypatch.setattr(store, "_write_seen", crash)
+    with pytest.raises(RuntimeError):
+        _flush(store, records)
+    monkeypatch.undo()
+    if getattr(store, "atomic"):
+        # One transaction (SQLite; MongoDB replica set): nothing of the failed batch is visible.
+        assert doc(store) == {**K, "count": 1, "users": 1}
+        assert store.unseen("login", ["r1", "r2", "r3"]) == {"r2", "r3"}
+    else:
+        # MongoDB without a replica set (and mongomock): the documented crash window.
+        # Members and counts are in (idempotent); $inc is in but the seen marks are not.
+        assert doc(store) == {**K, "count": 3, "users": 2}
+        assert store.unseen("login", ["r1", "r2", "r3"]) == {"r2", "r3"}
+    _flush(store, records)          # replay everything from the disk log
+    _flush(store, records)          # and once more: a no-op
+    if getattr(store, "atomic"):
+        assert doc(store) == {**K, "count": 3, "users": 2}      # exact
+    else:
+        assert doc(store) == {**K, "count": 5, "users": 2}      # r2, r3 counted twice: the window
+
+
+def test_failed_apply_raises_store_error(store: Store) -> None:
+    b = Batch()
+    b.upsert("login_day", K, set={"count": "many"})
+    store.apply(b)
+    b = Batch()
+    b.add_members(MemberKey("login_day", "dl", "1", "7", K["ts"]), ["u1"])
+    b.upsert("login_day", K, inc={"count": 1})                     # $inc on a string: MongoDB refuses too
+    b.mark_seen("login", ["r1"])
+    with pytest.raises(StoreError):
+        store.apply(b)
+    assert doc(store)["count"] == "many"
+    if getattr(store, "atomic"):
+        assert store.count_members(MemberKey("login_day", "dl", "1", "7", K["ts"])) == 0
+        assert store.unseen("login", ["r1"]) == {"r1"}
+
+
+# -- queries -------------------------------------------------------------------
+
+def _fill(store: Store) -> None:
+    b = Batch()
+    for game in ("dl", "xx"):
+        for area in ("1", "2"):
+            for day in range(5):
+                key = {"game": game, "area": area, "plat": "7", "ts": K["ts"] + day * DAY}
+                b.upsert("login_day", key, inc={"count": day * 10 + int(area)}, set={"type": "login"})
+    store.apply(b)
+
+
+def test_find_by_key_fields_and_time_range(store: Store) -> None:
+    _fill(store)
+    t = K["ts"]
+    got = store.find("login_day", {"game": "dl", "area": "1"}, ts_from=t + DAY, ts_to=t + 3 * DAY)
+    assert got == [{"game": "dl", "area": "1", "plat": "7", "ts": t + DAY, "count": 11, "type": "login"},
+                   {"game": "dl", "area": "1", "plat": "7", "ts": t + 2 * DAY, "count": 21, "type": "login"}]
+    assert len(store.find("login_day", {"game": "dl"})) == 10
+    assert len(store.find("login_day", {"plat": "7", "type": "login"})) == 20
+    assert store.find("login_day", {"plat": 7}) == []                   # types matter: "7" != 7
+    assert store.find("login_day", {"game": "nope"}) == []
+    assert store.find("nothing_here") == []
+    assert [d["ts"] for d in store.find("login_day", {"game": "xx", "area": "2"}, ts_from=t + 4 * DAY)] == [t + 4 * DAY]
+
+
+def test_find_sort_and_limit(store: Store) -> None:
+    _fill(store)
+    top = store.find("login_day", {"game": "dl"}, sort=("-count",), limit=3)
+    assert [d["count"] for d in top] == [42, 41, 32]
+    by_ts = store.find("login_day", {"game": "dl", "area": "2"}, sort=("ts",))
+    assert [d["ts"] for d in by_ts] == [K["ts"] + i * DAY for i in range(5)]
+    two_keys = store.find("login_day", {"game": "dl"}, sort=("-ts", "area"), limit=4)
+    assert [(d["ts"] - K["ts"]) // DAY for d in two_keys] == [4, 4, 3, 3]
+    assert [d["area"] for d in two_keys] == ["1", "2", "1", "2"]
+
+
+@pytest.mark.parametrize("where, shown", [
+    ({"$where": "sleep(1000)"}, "'$where'"),
+    ({"game": {"$ne": "x"}}, "{'$ne': 'x'}"),
+    ({"data.acct": "a"}, "'data.acct'"),
+    ({"": "a"}, "''"),
+    ({"game": ["dl"]}, "['dl']"),
+    ({"game": None}, "None"),
+    ({1: "a"}, "1"),
+])
+def test_where_rejects_operators_and_paths(store: Store, where: dict, shown: str) -> None:
+    with pytest.raises(QueryError) as e:
+        store.find("login_day", where)
+    assert shown in str(e.value)
+
+
+def test_bad_sort_and_limit_are_query_errors(store: Store) -> None:
+    with pytest.raises(QueryError, match="sort"):
+        store.find("login_day", sort=("$natural",))
+    with pytest.raises(QueryError, match="limit"):
+        store.find("login_day", limit=-1)
+
+
+# -- housekeeping ----------------------------------------------------------------
+
+def test_purge_seen(store: Store, clock: Clock) -> None:
+    t0 = clock.now
+    b = Batch()
+    b.mark_seen("login", ["old1", "old2"])
+    store.apply(b)
+    clock.now = t0 + 500
+    b = Batch()
+    b.mark_seen("login", ["new1"])
+    b.mark_seen("signup", ["old1"])
+    store.apply(b)
+    assert store.purge_seen(int(t0) + 100) == 2
+    assert store.unseen("login", ["old1", "old2", "new1"]) == {"old1", "old2"}
+    assert store.unseen("signup", ["old1"]) == set()
+    assert store.purge_seen(int(t0) + 100) == 0
+
+
+def test_empty_batch_is_a_no_op(store: Store) -> None:
+    store.apply(Batch())
+    assert store.find("login_day") == []
+
+
+# -- outages and URLs (backend-specific, no server needed) ------------------------------
+
+def test_sqlite_locked_database_is_unavailable(tmp_path) -> None:
+    path = tmp_path / "locked.db"
+    store = SQLiteStore(path, busy_timeout_ms=100)
+    store.setup()
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    b = Batch()
+    b.upsert("login_day", K, inc={"count": 1})
+    try:
+        t = time.monotonic()
+        with pytest.raises(StoreUnavailable, match="locked"):
+            store.apply(b)
+        assert time.monotonic() - t < 2
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    store.apply(b)                   # the lock is gone: the same batch goes through
+    assert doc(store)["count"] == 1
+    store.close()
+
+
+def test_open_store_urls(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with open_store("sqlite:///rel/dir/a.db") as s:
+        assert isinstance(s, SQLiteStore) and s.find("login_day") == []
+    assert (tmp_path / "rel" / "dir" / "a.db").exists()
+    with open_store(f"sqlite:///{tmp_path}/abs/b.db?busy_timeout_ms=50") as s:
+        assert s.busy_timeout_ms == 50
+    assert (tmp_path / "abs" / "b.db").exists()
+    with pytest.raises(StoreError, match="known schemes are sqlite://, mongodb://"):
+        open_store("redis://localhost/0")
+    with pytest.raises(StoreError, match="sqlite:////abs/path.db"):
+        open_store("sqlite://host/x.db")
