@@ -1,0 +1,47 @@
+"""The catalogue of stored collections, declared next to the bolts that write them.
+
+Each bolt module has a module-level ``COLLECTIONS = [Collection(...), ...]``;
+this module gathers them from the modules of the topology. The query layer uses
+it to validate queries and to rebuild the seed's ``userlist`` field from
+membership sets; the README's schema tables are written from the same facts.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Iterable
+
+__all__ = ["Collection", "collections_of", "all_collections"]
+
+
+@dataclass(frozen=True)
+class Collection:
+    #: Collection (MongoDB) / document kind (SQLite) name, e.g. 'loginday'.
+    name: str
+    #: The fields that identify one document, e.g. ('game', 'area', 'plat', 'ts').
+    key: tuple[str, ...]
+    #: Field -> meaning, for the README and for people building dashboards.
+    fields: dict[str, str] = field(default_factory=dict)
+    #: Membership set whose members are this document's `userlist` (None if none).
+    userlist_set: str | None = None
+    #: Extra key field that maps to MemberKey.sub for userlist (e.g. 'item').
+    userlist_sub: str | None = None
+    #: What one document is, in a sentence.
+    doc: str = ""
+    #: Name of the bolt that writes it.
+    writer: str = ""
+
+
+def collections_of(modules: Iterable[str]) -> dict[str, Collection]:
+    """Collections declared by the given bolt modules, by name."""
+    out: dict[str, Collection] = {}
+    for mod in modules:
+        for c in getattr(importlib.import_module(mod), "COLLECTIONS", ()):
+            out[c.name] = c
+    return out
+
+
+def all_collections() -> dict[str, Collection]:
+    """Every collection the default topology writes."""
+    from analytics.topology import DEFAULT_COMPONENTS
+    return collections_of(sorted({spec.split(":")[0] for _, spec in DEFAULT_COMPONENTS}))
