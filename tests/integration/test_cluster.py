@@ -142,7 +142,7 @@ def test_registration_fields_and_counter_updates(etcd_settings):
         first_update = node["updated"]
         took = wait_until(lambda: list_nodes(etcd_settings)[0]["counters"] == {"received": 42, "emitted": 40},
                           timeout=TTL + 1)
-        assert took <= TTL / 3 + 0.8
+        assert took <= TTL / 3 + 1.0  # one rewrite interval, plus slack for a busy machine
         assert list_nodes(etcd_settings)[0]["updated"] > first_update
         # The value is rewritten while the lease is kept: still there after two TTLs.
         gevent.sleep(2 * TTL)
@@ -204,7 +204,7 @@ def test_status_with_healthy_failing_and_missing(etcd_settings):
 
 
 @pytest.mark.timeout(20)
-def test_discover_broker(etcd_settings, caplog):
+def test_discover_broker(etcd_settings):
     with pytest.raises(BrokerNotFound, match=f"no live broker registered under /analytics/{etcd_settings.cluster}/"):
         discover_broker(etcd_settings, timeout=0.3)
     endpoints = {"receiver": "tcp://10.0.0.5:5000", "sender": "tcp://10.0.0.5:5001"}
