@@ -1,0 +1,109 @@
+"""Pure helpers the bolts share: field validation of input bodies and small value types.
+
+No zmq, gevent, pymongo or store imports here: these run in unit tests as they are.
+A body that lacks a field a bolt needs raises ValueError naming the field and the
+value seen; the Bolt base class logs, counts and dead-letters it.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, NamedTuple
+
+__all__ = ["ServerKey", "GamelogEvent", "gamelog_event", "need_str", "need_int", "need_number",
+           "server_key", "RecentMembers"]
+
+
+class ServerKey(NamedTuple):
+    """Which game server a record belongs to."""
+    game: str
+    area: str
+    plat: str
+
+
+class GamelogEvent(NamedTuple):
+    """The parts of a gamelog tuple body every gamelog bolt uses."""
+    game: str
+    area: str
+    plat: str
+    uid: str
+    ts: int
+    data: Mapping[str, Any]
+
+    @property
+    def server(self) -> ServerKey:
+        return ServerKey(self.game, self.area, self.plat)
+
+
+def need_str(d: Mapping[str, Any], name: str, where: str = "body") -> str:
+    """d[name] as a non-empty string (ints are accepted and converted: ids often arrive as numbers)."""
+    v = d.get(name) if isinstance(d, Mapping) else None
+    if isinstance(v, bool) or not isinstance(v, (str, int)) or v == "":
+        raise ValueError(f"{where}.{name} must be a non-empty string, got {v!r}")
+    return str(v)
+
+
+def need_int(d: Mapping[str, Any], name: str, where: str = "body") -> int:
+    """d[name] as an int (an integral float is accepted)."""
+    v = d.get(name) if isinstance(d, Mapping) else None
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ValueError(f"{where}.{name} must be an integer, got {v!r}")
+    return v
+
+
+def need_number(d: Mapping[str, Any], name: str, where: str = "body") -> int | float:
+    """d[name] as an int or float (not a bool, not NaN)."""
+    v = d.get(name) if isinstance(d, Mapping) else None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
+        raise ValueError(f"{where}.{name} must be a number, got {v!r}")
+    return v
+
+
+def server_key(body: Mapping[str, Any]) -> ServerKey:
+    """(game, area, plat) of a body, validated."""
+    return ServerKey(need_str(body, "game"), need_str(body, "area"), need_str(body, "plat"))
+
+
+def gamelog_event(body: Mapping[str, Any]) -> GamelogEvent:
+    """Validate a gamelog tuple body {game, area, plat, uid, ts, code, data}."""
+    if not isinstance(body, Mapping):
+        raise ValueError(f"gamelog body must be an object, got {type(body).__name__}")
+    data = body.get("data")
+    if not isinstance(data, Mapping):
+        raise ValueError(f"body.data must be an object, got {data!r}")
+    return GamelogEvent(need_str(body, "game"), need_str(body, "area"), need_str(body, "plat"),
+                        need_str(body, "uid"), need_int(body, "ts"), data)
+
+
+class RecentMembers:
+    """Members seen per (key, period start), remembering at most `keep` distinct period starts.
+
+    Used to avoid repeating idempotent work (re-emitting a user already reported
+    for an hour), never for exactness: a member of a forgotten period is simply
+    "new" again. Eviction drops the oldest period start.
+    """
+
+    def __init__(self, keep: int) -> None:
+        if keep < 1:
+            raise ValueError(f"keep must be >= 1, got {keep!r}")
+        self.keep = keep
+        self._by_start: dict[int, dict[Any, set[str]]] = {}
+
+    def add(self, key: Any, start: int, member: str) -> bool:
+        """Remember member under (key, start). True if it was not remembered before."""
+        per_key = self._by_start.get(start)
+        if per_key is None:
+            per_key = self._by_start[start] = {}
+            while len(self._by_start) > self.keep:
+                oldest = min(self._by_start)
+                del self._by_start[oldest]
+                if oldest == start:
+                    return True  # older than anything remembered: new, and not worth keeping
+        seen = per_key.setdefault(key, set())
+        if member in seen:
+            return False
+        seen.add(member)
+        return True
+
+    def __len__(self) -> int:
+        return sum(len(s) for per_key in self._by_start.values() for s in per_key.values())

@@ -1,0 +1,223 @@
+"""Distinct-user counts per hour and per day: the generic logic behind login, signup, createrole.
+
+The three seed bolt pairs (loginhour -> loginday, signuphour -> signupday,
+createrolehour -> createroleday) differ only in names, so they share this module:
+`bolts/login.py`, `bolts/signup.py` and `bolts/createrole.py` only declare a
+`CountingKind` and two thin subclasses.
+
+Flow for kind 'login' (the others are the same with their own names):
+
+* ``loginhour`` subscribes ``gamelog.login_logcount``; per (game, area, plat, hour)
+  it adds the uid to membership set ``login_hour`` and stores the set's size in
+  ``loginhour.count``. Each (game, area, plat, hour, uid) it has not seen since it
+  started is emitted once on ``login.hour`` as {game, area, plat, uid, ts}.
+* ``loginday`` subscribes ``login.hour``; per (game, area, plat, day) it adds the uid
+  to ``login_day`` (size into ``loginday.count``), keeps each user's first day in
+  ``userfirst.ts`` ($min), and after each flush emits one ``login.day`` tuple per
+  touched day with the count read back from the store.
+
+Exactness: membership rows have a unique key, so replays and duplicates change
+nothing; no record-id dedupe is needed (dedupe = False). The in-memory "seen"
+sets are bounded and only save repeated work.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple
+
+from analytics.component import Bolt, Context
+from analytics.periods import period_start
+from analytics.schema import Collection
+from analytics.store.base import Batch, MemberKey
+from analytics.tuples import Tuple, derived_id
+from bolts.common import RecentMembers, ServerKey, gamelog_event, need_int, need_str, server_key
+
+__all__ = ["CountingKind", "PeriodKey", "DistinctPeriods", "first_periods", "counting_collections",
+           "HourCountBolt", "DayCountBolt"]
+
+
+# -- pure aggregation --------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CountingKind:
+    """The names of one distinct-user count ('login', 'signup', 'createrole')."""
+    #: The stat documents' `type` field, and the stem of every other name.
+    type: str
+    #: Collection keyed {game, area, plat, uid} whose `ts` is the user's first day ($min), or None.
+    first_collection: str | None = None
+
+    @property
+    def source_topic(self) -> str:
+        return f"gamelog.{self.type}_logcount"
+
+    @property
+    def hour_topic(self) -> str:
+        return f"{self.type}.hour"
+
+    @property
+    def day_topic(self) -> str:
+        return f"{self.type}.day"
+
+    @property
+    def hour_set(self) -> str:
+        return f"{self.type}_hour"
+
+    @property
+    def day_set(self) -> str:
+        return f"{self.type}_day"
+
+    @property
+    def hour_collection(self) -> str:
+        return f"{self.type}hour"
+
+    @property
+    def day_collection(self) -> str:
+        return f"{self.type}day"
+
+
+class PeriodKey(NamedTuple):
+    """One stat document: (game, area, plat, period start)."""
+    game: str
+    area: str
+    plat: str
+    ts: int
+
+    def doc_key(self) -> dict[str, Any]:
+        return {"game": self.game, "area": self.area, "plat": self.plat, "ts": self.ts}
+
+
+class DistinctPeriods:
+    """Users per (game, area, plat, period start) not yet written, plus a bounded memory.
+
+    `add` puts a user into its period (computed from the event ts in the game's
+    zone `tz`) and says whether the user is new for that period since this object
+    was created (or since the period was forgotten); `take` hands over the users
+    gathered since the last take. Only new users are gathered: one already
+    remembered was taken before.
+    """
+
+    def __init__(self, period: str, keep_periods: int) -> None:
+        self.period = period
+        self._recent = RecentMembers(keep_periods)
+        self._pending: dict[PeriodKey, set[str]] = {}
+
+    def add(self, server: ServerKey, uid: str, ts: int, tz: str) -> tuple[PeriodKey, bool]:
+        start = period_start(self.period, ts, tz)
+        key = PeriodKey(server.game, server.area, server.plat, start)
+        new = self._recent.add(server, start, uid)
+        if new:
+            self._pending.setdefault(key, set()).add(uid)
+        return key, new
+
+    def take(self) -> dict[PeriodKey, set[str]]:
+        pending, self._pending = self._pending, {}
+        return pending
+
+    def __bool__(self) -> bool:
+        return bool(self._pending)
+
+
+def first_periods(pending: dict[PeriodKey, set[str]]) -> dict[tuple[str, str, str, str], int]:
+    """Earliest period start per (game, area, plat, uid) in `pending` (for a $min 'first day')."""
+    first: dict[tuple[str, str, str, str], int] = {}
+    for key, uids in pending.items():
+        for uid in uids:
+            k = (key.game, key.area, key.plat, uid)
+            if k not in first or key.ts < first[k]:
+                first[k] = key.ts
+    return first
+
+
+def counting_collections(kind: CountingKind, hour_writer: str, day_writer: str) -> list[Collection]:
+    """The catalogue entries of one kind (its hour and day stat documents, its first-day docs)."""
+    key = ("game", "area", "plat", "ts")
+    out = [
+        Collection(kind.hour_collection, key, {
+            "ts": "start of the hour (epoch seconds; the hour of the game's zone)",
+            "count": f"distinct users with a {kind.type} record in the hour (size of set '{kind.hour_set}')",
+            "type": f"always '{kind.type}'",
+        }, userlist_set=kind.hour_set, doc=f"distinct {kind.type} users of one server in one hour",
+            writer=hour_writer),
+        Collection(kind.day_collection, key, {
+            "ts": "start of the day in the game's time zone (epoch seconds)",
+            "count": f"distinct users with a {kind.type} record in the day (size of set '{kind.day_set}')",
+            "type": f"always '{kind.type}'",
+        }, userlist_set=kind.day_set, doc=f"distinct {kind.type} users of one server in one day",
+            writer=day_writer),
+    ]
+    if kind.first_collection:
+        out.append(Collection(kind.first_collection, ("game", "area", "plat", "uid"), {
+            "uid": "user id (gamelog data.acct)",
+            "ts": f"start of the user's first {kind.type} day in the game's zone ($min)",
+        }, doc=f"one user's first {kind.type} day on one server", writer=day_writer))
+    return out
+
+
+# -- bolts -------------------------------------------------------------------------------
+
+class HourCountBolt(Bolt):
+    """Distinct users per hour from one gamelog op code; forwards each new (hour, user) to the day bolt."""
+
+    #: Set by the subclass: which names it counts under.
+    kind: ClassVar[CountingKind]
+    #: How many hour starts the "already emitted" memory keeps.
+    keep_periods: ClassVar[int] = 72
+
+    def __init__(self, ctx: Context, name: str | None = None, **options: Any) -> None:
+        super().__init__(ctx, name, **options)
+        self.periods = DistinctPeriods("hour", int(self.option("keep_periods", self.keep_periods)))
+
+    def process(self, tup: Tuple) -> None:
+        ev = gamelog_event(tup.body)
+        key, new = self.periods.add(ev.server, ev.uid, ev.ts, self.settings.tz_of(ev.game))
+        if new:
+            topic = self.kind.hour_topic
+            self.emit(topic, {"game": ev.game, "area": ev.area, "plat": ev.plat, "uid": ev.uid, "ts": ev.ts},
+                      id=derived_id(topic, ev.game, ev.area, ev.plat, key.ts, ev.uid), ts=ev.ts)
+
+    def flush(self, batch: Batch) -> None:
+        k = self.kind
+        for key, uids in self.periods.take().items():
+            doc_key = key.doc_key()
+            batch.upsert(k.hour_collection, doc_key, set={"type": k.type})
+            batch.add_members(MemberKey(k.hour_set, *key), uids, count_into=(k.hour_collection, doc_key, "count"))
+
+
+class DayCountBolt(Bolt):
+    """Distinct users per day from the hour bolt's tuples; emits the stored day count per touched day."""
+
+    kind: ClassVar[CountingKind]
+    #: How many day starts the "already written" memory keeps (two zones: two starts a day).
+    keep_periods: ClassVar[int] = 8
+
+    def __init__(self, ctx: Context, name: str | None = None, **options: Any) -> None:
+        super().__init__(ctx, name, **options)
+        self.periods = DistinctPeriods("day", int(self.option("keep_periods", self.keep_periods)))
+        self.touched: set[PeriodKey] = set()
+
+    def process(self, tup: Tuple) -> None:
+        body = tup.body
+        server = server_key(body)
+        self.periods.add(server, need_str(body, "uid"), need_int(body, "ts"), self.settings.tz_of(server.game))
+
+    def flush(self, batch: Batch) -> None:
+        k = self.kind
+        pending = self.periods.take()
+        for key, uids in pending.items():
+            doc_key = key.doc_key()
+            batch.upsert(k.day_collection, doc_key, set={"type": k.type})
+            batch.add_members(MemberKey(k.day_set, *key), uids, count_into=(k.day_collection, doc_key, "count"))
+        if k.first_collection:
+            for (game, area, plat, uid), day in first_periods(pending).items():
+                batch.upsert(k.first_collection, {"game": game, "area": area, "plat": plat, "uid": uid},
+                             min={"ts": day})
+        self.touched.update(pending)
+
+    def after_flush(self) -> None:
+        """Emit the stored distinct count of every day this flush touched (state, not a delta)."""
+        k = self.kind
+        for key in sorted(self.touched):
+            count = self.store.count_members(MemberKey(k.day_set, *key))
+            self.emit(k.day_topic, {**key.doc_key(), "count": count, "type": k.type},
+                      id=derived_id(k.day_topic, *key, count), ts=key.ts)
+        self.touched.clear()

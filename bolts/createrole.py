@@ -1,0 +1,28 @@
+"""The createrole bolts: distinct createrole users per hour (createrolehour) and per day (createroleday).
+
+All logic is generic and lives in bolts/counting.py; this file only names it.
+createrolehour: gamelog.createrole_logcount -> set createrole_hour, docs createrolehour -> topic createrole.hour.
+createroleday: createrole.hour -> set createrole_day, docs createroleday, rolefirst -> topic createrole.day.
+"""
+from __future__ import annotations
+
+from bolts.counting import CountingKind, DayCountBolt, HourCountBolt, counting_collections
+
+__all__ = ["KIND", "COLLECTIONS", "CreateRoleHourBolt", "CreateRoleDayBolt"]
+
+KIND = CountingKind("createrole", first_collection="rolefirst")
+COLLECTIONS = counting_collections(KIND, "createrolehour", "createroleday")
+
+
+class CreateRoleHourBolt(HourCountBolt):
+    name = "createrolehour"
+    kind = KIND
+    topics = [KIND.source_topic]
+    emits = [KIND.hour_topic]
+
+
+class CreateRoleDayBolt(DayCountBolt):
+    name = "createroleday"
+    kind = KIND
+    topics = [KIND.hour_topic]
+    emits = [KIND.day_topic]

@@ -1,0 +1,28 @@
+"""The login bolts: distinct login users per hour (loginhour) and per day (loginday).
+
+All logic is generic and lives in bolts/counting.py; this file only names it.
+loginhour: gamelog.login_logcount -> set login_hour, docs loginhour -> topic login.hour.
+loginday: login.hour -> set login_day, docs loginday, userfirst -> topic login.day.
+"""
+from __future__ import annotations
+
+from bolts.counting import CountingKind, DayCountBolt, HourCountBolt, counting_collections
+
+__all__ = ["KIND", "COLLECTIONS", "LoginHourBolt", "LoginDayBolt"]
+
+KIND = CountingKind("login", first_collection="userfirst")
+COLLECTIONS = counting_collections(KIND, "loginhour", "loginday")
+
+
+class LoginHourBolt(HourCountBolt):
+    name = "loginhour"
+    kind = KIND
+    topics = [KIND.source_topic]
+    emits = [KIND.hour_topic]
+
+
+class LoginDayBolt(DayCountBolt):
+    name = "loginday"
+    kind = KIND
+    topics = [KIND.hour_topic]
+    emits = [KIND.day_topic]
