@@ -1,0 +1,70 @@
+"""Login retention of each day's new roles: loginretention (timer bolt).
+
+For each (game, area, plat) and cohort day D (local day start in the game's zone):
+cohort = users whose first role creation is on D (rolefirst.ts == D), and for
+k in 1..7, 14, 30: d<k> = how many of them log in on day D+k (login_day members),
+d<k>_rate = its share of the cohort in percent. A login on day L changes the
+cohorts L-1..L-7, L-14, L-30; a createrole.day for D changes cohort D.
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar, Iterable
+
+from analytics.periods import add_days, day_start
+from analytics.schema import Collection
+from analytics.store.base import MemberKey
+from bolts.timer import (RETENTION_OFFSETS, PeriodKey, SetCache, TimerBolt, cohorts_touched, later_days,
+                         retention_counts)
+
+__all__ = ["retention_figures", "retention_dirtied", "LoginRetentionBolt", "COLLECTIONS"]
+
+
+# -- pure ------------------------------------------------------------------------------
+
+def retention_figures(cohort: set[str], later: dict[int, set[str]]) -> dict[str, int | float]:
+    """{cohort, d1, d1_rate, ..., d30, d30_rate}; later[k] = who logged in on cohort day + k."""
+    return {"cohort": len(cohort), **retention_counts(cohort, later)}
+
+
+def retention_dirtied(topic: str, day: int, tz: str) -> list[int]:
+    """Cohort days a state tuple for `day` changes: D itself for new roles, D-k for logins."""
+    if topic.startswith("createrole."):
+        return [day]
+    return cohorts_touched(day, tz)
+
+
+# -- bolt ------------------------------------------------------------------------------
+
+COLLECTIONS = [
+    Collection("loginretention", ("game", "area", "plat", "ts"), {
+        "ts": "cohort day D: the local day's 00:00 in the game's zone",
+        "cohort": "users whose first role creation in this game/area/plat is on D (rolefirst.ts == D)",
+        **{f"d{k}": f"cohort users who log in on day D+{k}" for k in RETENTION_OFFSETS},
+        **{f"d{k}_rate": f"100 * d{k} / cohort, two decimals (0 when the cohort is empty)"
+           for k in RETENTION_OFFSETS},
+    }, doc="login retention of one day's new roles on one game server (recomputed from rolefirst and login_day)",
+        writer="loginretention"),
+]
+
+
+class LoginRetentionBolt(TimerBolt):
+    """Recompute loginretention for the cohorts that login.day and createrole.day mark dirty."""
+
+    name = "loginretention"
+    topics: ClassVar[list[str]] = ["login.day", "createrole.day"]
+    collection = "loginretention"
+
+    def dirtied(self, topic: str, day: int, tz: str) -> Iterable[int]:
+        return retention_dirtied(topic, day, tz)
+
+    def current(self, now: int, tz: str) -> Iterable[int]:
+        today = day_start(now, tz)
+        return [today, *cohorts_touched(today, tz)]
+
+    def compute(self, key: PeriodKey, tz: str, sets: SetCache) -> dict[str, Any] | None:
+        cohort = self.uids("rolefirst", key, add_days(key.ts, 1, tz))
+        if not cohort:
+            return None  # no new roles that day: no document
+        later = {k: sets.members(MemberKey("login_day", key.game, key.area, key.plat, day))
+                 for k, day in later_days(key.ts, tz).items()}
+        return retention_figures(cohort, later)

@@ -1,0 +1,219 @@
+"""What the timer bolts share: rates, retention offsets, and the recompute-from-the-store base class.
+
+A timer bolt does not aggregate tuples. It subscribes to the *state* topics the
+day bolts emit after each flush ("login.day", "createrole.day", ...), turns each
+one into the period keys it makes stale (dirty), and on every tick recomputes
+those periods from the store and writes the figures with ``$set``. Recomputing
+the same period twice writes the same document, so ticks, replays and restarts
+are idempotent; nothing is persisted, since the dirty marks are re-derived from
+the state tuples a replay or the live stream carries (docs/timers.md).
+
+The top of this module is pure (sets, counts and zones in, numbers out); the
+`TimerBolt` base below is the thin part that reads the store.
+"""
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from typing import Any, ClassVar, Iterable, Mapping, NamedTuple
+
+from analytics.component import Bolt, Context
+from analytics.periods import add_days, day_start
+from analytics.store.base import Batch, MemberKey, Store
+from analytics.tuples import Tuple
+
+__all__ = ["RETENTION_OFFSETS", "rate", "later_days", "cohorts_touched", "retention_counts",
+           "PeriodKey", "SetCache", "TimerBolt"]
+
+log = logging.getLogger(__name__)
+
+#: Days after the cohort day whose activity the retention tables report: d1..d7, d14, d30.
+RETENTION_OFFSETS: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 14, 30)
+
+
+# -- pure ------------------------------------------------------------------------------
+
+def rate(part: int, whole: int) -> float:
+    """`part` as a percentage of `whole`, two decimals; 0.0 when `whole` is 0.
+
+    >>> rate(109, 214), rate(105, 214), rate(3, 0)
+    (50.93, 49.07, 0.0)
+    """
+    if not whole:
+        return 0.0
+    return round(100 * part / whole, 2)
+
+
+def later_days(day: int, tz: str, offsets: Iterable[int] = RETENTION_OFFSETS) -> dict[int, int]:
+    """{k: start of the local day k days after `day`} for each offset (calendar days in `tz`)."""
+    return {k: add_days(day, k, tz) for k in offsets}
+
+
+def cohorts_touched(day: int, tz: str, offsets: Iterable[int] = RETENTION_OFFSETS) -> list[int]:
+    """Cohort days whose retention an activity on `day` changes: day-k for each offset, oldest first."""
+    return sorted(add_days(day, -k, tz) for k in offsets)
+
+
+def retention_counts(cohort: set[str], later: Mapping[int, set[str]],
+                     offsets: Iterable[int] = RETENTION_OFFSETS) -> dict[str, int | float]:
+    """d<k> = |cohort ∩ later[k]| and d<k>_rate = its percentage of the cohort, for each offset.
+
+    `later[k]` is who was active on cohort day + k; a missing k counts as nobody.
+    """
+    out: dict[str, int | float] = {}
+    n = len(cohort)
+    for k in offsets:
+        kept = len(cohort & later.get(k, set())) if n else 0
+        out[f"d{k}"] = kept
+        out[f"d{k}_rate"] = rate(kept, n)
+    return out
+
+
+# -- store-backed base -------------------------------------------------------------------
+
+class PeriodKey(NamedTuple):
+    """One document a timer bolt owns: (game, area, plat, period start)."""
+    game: str
+    area: str
+    plat: str
+    ts: int
+
+    def doc_key(self) -> dict[str, Any]:
+        return {"game": self.game, "area": self.area, "plat": self.plat, "ts": self.ts}
+
+
+class SetCache:
+    """Member sets read during one tick, least recently used evicted beyond `size`.
+
+    Why: a login day is read by up to ten retention cohorts; dirty keys are
+    recomputed in sorted order, so neighbouring cohorts hit the cache.
+    """
+
+    def __init__(self, store: Store, size: int) -> None:
+        self.store = store
+        self.size = max(1, size)
+        self.reads = 0
+        self._sets: OrderedDict[MemberKey, set[str]] = OrderedDict()
+
+    def members(self, key: MemberKey) -> set[str]:
+        got = self._sets.get(key)
+        if got is not None:
+            self._sets.move_to_end(key)
+            return got
+        got = self.store.members(key)
+        self.reads += 1
+        self._sets[key] = got
+        while len(self._sets) > self.size:
+            self._sets.popitem(last=False)
+        return got
+
+
+class TimerBolt(Bolt):
+    """Recompute dirty periods from the store on each tick; write them with $set.
+
+    Subclasses set `topics`, `collection`, and implement `dirtied`, `current`
+    and `compute`. Every tick recomputes *every* dirty key (the drain tick must
+    finish them all, and the base gives no other way to tell it apart), in
+    sorted order; docs/timers.md gives the cost.
+    """
+
+    #: Recompute every this many seconds (wall clock); the base also ticks once on drain.
+    tick_seconds: ClassVar[float | None] = 60.0
+    #: Also recompute the periods containing the wall-clock `now` for every (game, area, plat)
+    #: seen, at most this often (seconds; None: never): keeps today/this week/this month fresh.
+    refresh_seconds: ClassVar[float | None] = 300.0
+    #: Member sets kept in memory during one tick.
+    cache_sets: ClassVar[int] = 48
+    #: The collection this bolt writes.
+    collection: ClassVar[str] = ""
+
+    def __init__(self, ctx: Context, name: str | None = None, **options: Any) -> None:
+        super().__init__(ctx, name, **options)
+        refresh = self.option("refresh_seconds", type(self).refresh_seconds)
+        self.refresh_seconds = None if refresh is None else float(refresh)
+        self.cache_sets = int(self.option("cache_sets", type(self).cache_sets))
+        #: Periods to recompute on the next tick.
+        self.dirty: set[PeriodKey] = set()
+        #: Every (game, area, plat) a state tuple has named (for the wall-clock refresh).
+        self.servers: set[tuple[str, str, str]] = set()
+        #: Periods recomputed so far, and documents written (for tests and status).
+        self.recomputed = 0
+        self.written = 0
+        self._upserts: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        self._last_refresh: float | None = None
+
+    # -- subclass hooks ----------------------------------------------------------------
+    def dirtied(self, topic: str, day: int, tz: str) -> Iterable[int]:
+        """Period starts made stale by a state tuple of `topic` for local day `day`."""
+        raise NotImplementedError
+
+    def current(self, now: int, tz: str) -> Iterable[int]:
+        """Period starts that activity at wall-clock `now` can change (the refresh set)."""
+        raise NotImplementedError
+
+    def compute(self, key: PeriodKey, tz: str, sets: SetCache) -> dict[str, Any] | None:
+        """The figures of one period, read from the store; None when there is nothing to record."""
+        raise NotImplementedError
+
+    # -- Bolt hooks --------------------------------------------------------------------
+    def process(self, tup: Tuple) -> None:
+        """Mark the periods a state tuple {game, area, plat, ts, ...} makes stale."""
+        body = tup.body
+        try:
+            game, area, plat = (_text(body, f) for f in ("game", "area", "plat"))
+            ts = body.get("ts", tup.ts)
+            if isinstance(ts, bool) or not isinstance(ts, (int, float)):
+                raise ValueError(f"body.ts must be a number, got {ts!r}")
+        except (ValueError, AttributeError) as exc:
+            self.reject(body, f"{tup.topic} state tuple: {exc}")
+            return
+        tz = self.settings.tz_of(game)
+        day = day_start(int(ts), tz)
+        self.servers.add((game, area, plat))
+        for start in self.dirtied(tup.topic, day, tz):
+            self.dirty.add(PeriodKey(game, area, plat, start))
+
+    def tick(self, now: float) -> None:
+        """Recompute every dirty period (plus the current ones when a refresh is due)."""
+        if self.refresh_seconds is not None and (self._last_refresh is None
+                                                 or now - self._last_refresh >= self.refresh_seconds):
+            self._last_refresh = now
+            for game, area, plat in self.servers:
+                tz = self.settings.tz_of(game)
+                for start in self.current(int(now), tz):
+                    self.dirty.add(PeriodKey(game, area, plat, start))
+        if not self.dirty:
+            return
+        todo, self.dirty = sorted(self.dirty), set()
+        sets = SetCache(self.store, self.cache_sets)
+        for i, key in enumerate(todo):
+            try:
+                fields = self.compute(key, self.settings.tz_of(key.game), sets)
+            except BaseException:
+                self.dirty.update(todo[i:])  # retried next tick (the store may be out)
+                raise
+            self.recomputed += 1
+            if fields is not None:
+                self._upserts.append((key.doc_key(), fields))
+        self.log.debug("%s recomputed %d periods (%d member-set reads)", self.name, len(todo), sets.reads)
+
+    def flush(self, batch: Batch) -> None:
+        """Move the recomputed figures into the batch as $set upserts."""
+        upserts, self._upserts = self._upserts, []
+        for key, fields in upserts:
+            batch.upsert(self.collection, key, set=fields)
+        self.written += len(upserts)
+
+    # -- helpers for subclasses --------------------------------------------------------
+    def uids(self, collection: str, key: PeriodKey, ts_to: int) -> set[str]:
+        """uids of the per-user documents of `collection` with key.ts <= ts < ts_to."""
+        docs = self.store.find(collection, {"game": key.game, "area": key.area, "plat": key.plat},
+                               ts_from=key.ts, ts_to=ts_to, sort=())
+        return {str(d["uid"]) for d in docs if "uid" in d}
+
+
+def _text(body: Mapping[str, Any], name: str) -> str:
+    v = body.get(name)
+    if isinstance(v, bool) or not isinstance(v, (str, int)) or v == "":
+        raise ValueError(f"body.{name} must be a non-empty string, got {v!r}")
+    return str(v)
