@@ -78,8 +78,6 @@ class Context:
     partitions: set[int] | None = None
     #: (producer, topic) pairs whose barriers a bolt waits for before it drains.
     expected_barriers: frozenset[tuple[str, str]] = frozenset()
-    #: Stop the component once it has drained (replay, demo, tests).
-    exit_on_drain: bool = False
     #: Spouts: write raw records to the disk log (off when replaying a disk log).
     disk_log: bool = True
 
@@ -389,8 +387,6 @@ class Bolt(Component):
         self._barriers.clear()
         self.drained.set()
         self.log.info("%s drained: received %s", self.name, self.counters.received)
-        if self.ctx.exit_on_drain:
-            self.stop()
 
     def _tick(self) -> None:
         self._safely(self.tick, self.ctx.clock())

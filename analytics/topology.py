@@ -1,5 +1,30 @@
-"""The topology: which spouts and bolts exist, and how they are wired (placeholder, runner follows)."""
+"""The topology: which spouts and bolts exist, how they are wired, and how to run them.
+
+One definition (DEFAULT_COMPONENTS) runs either in one process (LocalRunner:
+greenlets over inproc://) or as one process per component (ProcessRunner: tcp),
+chosen by `settings.mode` only. Wiring is checked when the topology is built:
+at least one spout, unique names, and every bolt topic produced by somebody.
+"""
 from __future__ import annotations
+
+import importlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import gevent
+
+from analytics.broker import Broker
+from analytics.component import Bolt, Component, Context, Spout
+from analytics.config import Settings
+from analytics.transport import CTL_TOPIC, REPORT, Subscriber, new_context, topic_matches
+from analytics.codec import decode_obj
+
+__all__ = ["DEFAULT_COMPONENTS", "ComponentSpec", "Topology", "TopologyError", "LocalRunner",
+           "DrainReport", "COORDINATOR", "default_topology"]
+
+log = logging.getLogger(__name__)
 
 #: (component name, "module:Class") of the default topology. Bolt authors add their bolts here.
 DEFAULT_COMPONENTS: list[tuple[str, str]] = [
@@ -7,3 +32,262 @@ DEFAULT_COMPONENTS: list[tuple[str, str]] = [
     ("payment", "spouts.payment:PaymentSpout"),
     ("syncuser", "spouts.syncuser:SyncUserSpout"),
 ]
+
+#: Name under which a runner listens for drain reports.
+COORDINATOR = "_coordinator"
+
+
+class TopologyError(ValueError):
+    """The topology's wiring is wrong; the message says where."""
+
+
+def load_class(path: str) -> type[Component]:
+    """Import "module:Class"."""
+    module, _, attr = path.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise TopologyError(f"cannot load component class {path!r}: {exc}") from None
+    if not (isinstance(cls, type) and issubclass(cls, (Spout, Bolt))):
+        raise TopologyError(f"{path!r} is not a Spout or Bolt subclass")
+    return cls
+
+
+@dataclass
+class ComponentSpec:
+    """One component of a topology: its name, class and options."""
+    name: str
+    cls: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def load(self) -> type[Component]:
+        return load_class(self.cls)
+
+
+class Topology:
+    """A validated set of components and the wiring derived from their topics."""
+
+    def __init__(self, specs: Iterable[ComponentSpec]) -> None:
+        self.specs: dict[str, ComponentSpec] = {}
+        self.classes: dict[str, type[Component]] = {}
+        for spec in specs:
+            if spec.name in self.specs:
+                raise TopologyError(f"duplicate component name {spec.name!r}")
+            self.specs[spec.name] = spec
+            self.classes[spec.name] = spec.load()
+        if not self.spouts:
+            raise TopologyError("a topology requires at least one spout")
+        for name in self.bolts:
+            cls = self.classes[name]
+            if not cls.topics:
+                raise TopologyError(f"bolt {name!r} subscribes to no topic")
+            for pattern in cls.topics:
+                if not any(topic_matches(pattern, t) for _, t in self.emitted()):
+                    raise TopologyError(f"bolt {name!r} subscribes to {pattern!r}, which no component emits")
+
+    @property
+    def spouts(self) -> list[str]:
+        return [n for n, c in self.classes.items() if issubclass(c, Spout)]
+
+    @property
+    def bolts(self) -> list[str]:
+        return [n for n, c in self.classes.items() if issubclass(c, Bolt)]
+
+    def emitted(self) -> list[tuple[str, str]]:
+        """(producer, topic) for every topic every component emits."""
+        return [(n, t) for n, c in self.classes.items() for t in c.emits]
+
+    def expected_barriers(self, bolt: str) -> frozenset[tuple[str, str]]:
+        """The (producer, topic) barriers a bolt must see before it has drained."""
+        patterns = self.classes[bolt].topics
+        return frozenset((p, t) for p, t in self.emitted() if any(topic_matches(pat, t) for pat in patterns))
+
+    def subset(self, names: Iterable[str]) -> "Topology":
+        """The topology restricted to some components (plus nothing else)."""
+        names = set(names)
+        return Topology(s for n, s in self.specs.items() if n in names)
+
+    def with_spouts(self, spouts: Iterable[ComponentSpec]) -> "Topology":
+        """This topology's bolts fed by other spouts (a replay), dropping bolts nobody feeds."""
+        specs = list(spouts) + [self.specs[n] for n in self.bolts]
+        while True:
+            try:
+                return Topology(specs)
+            except TopologyError as exc:
+                # Drop bolts whose inputs are not produced in this run (e.g. payment bolts in a gamelog replay).
+                fed = _fed_bolts(specs)
+                if len(fed) == len(specs):
+                    raise exc
+                specs = fed
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [{"name": s.name, "cls": s.cls, "options": s.options} for s in self.specs.values()]
+
+    @classmethod
+    def from_json(cls, data: list[dict[str, Any]]) -> "Topology":
+        return cls(ComponentSpec(d["name"], d["cls"], d.get("options", {})) for d in data)
+
+
+def _fed_bolts(specs: list[ComponentSpec]) -> list[ComponentSpec]:
+    """Keep spouts and the bolts all of whose topics are produced by kept components."""
+    kept = list(specs)
+    while True:
+        classes = {s.name: s.load() for s in kept}
+        emitted = [t for c in classes.values() for t in c.emits]
+        nxt = [s for s in kept if issubclass(classes[s.name], Spout)
+               or all(any(topic_matches(p, t) for t in emitted) for p in classes[s.name].topics)]
+        if len(nxt) == len(kept):
+            return kept
+        kept = nxt
+
+
+def default_topology(settings: Settings, only: Iterable[str] | None = None) -> Topology:
+    """The default topology, with per-source options from settings.sources."""
+    specs = [ComponentSpec(n, c, dict(settings.sources.get(n, {}))) for n, c in DEFAULT_COMPONENTS]
+    if only is not None:
+        wanted = set(only)
+        specs = [s for s in specs if s.name in wanted]
+    return Topology(specs)
+
+
+@dataclass
+class DrainReport:
+    """What every component said when the stream ended: the transfer-count check reads it."""
+    spouts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    bolts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    broker: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def problems(self, topology: Topology) -> list[str]:
+        """Every (producer, topic) -> bolt hop whose counts disagree (empty when all arrived)."""
+        sent = {name: r.get("sent", {}) for name, r in {**self.spouts, **self.bolts}.items()}
+        out = []
+        for bolt in topology.bolts:
+            report = self.bolts.get(bolt)
+            if report is None:
+                out.append(f"{bolt}: no drain report")
+                continue
+            got = report.get("received_from", {})
+            for producer, topic in sorted(topology.expected_barriers(bolt)):
+                want = sent.get(producer, {}).get(topic, 0)
+                have = got.get(f"{producer}|{topic}", 0)
+                if want != have:
+                    out.append(f"{producer} sent {want} on {topic}, {bolt} received {have}")
+            if report.get("lost"):
+                out.append(f"{bolt}: {report['lost']} tuples lost")
+        return out
+
+    def totals(self) -> dict[str, int]:
+        """read/accepted/rejected/ignored/deduplicated over the whole run."""
+        t = {"accepted": 0, "rejected": 0, "ignored": 0, "deduplicated": 0, "errors": 0}
+        for r in self.spouts.values():
+            t["accepted"] += sum(r.get("sent", {}).values())
+            t["rejected"] += r.get("rejected", 0)
+            t["ignored"] += r.get("ignored", 0)
+            t["errors"] += r.get("errors", 0)
+        for r in self.bolts.values():
+            t["deduplicated"] += r.get("deduplicated", 0)
+            t["rejected"] += r.get("rejected", 0)
+            t["errors"] += r.get("errors", 0)
+        t["read"] = t["accepted"] + t["rejected"] + t["ignored"]
+        return t
+
+
+class Coordinator:
+    """Listens on the control topic for end-of-stream and drained reports."""
+
+    def __init__(self, ctx: Any, sender: str, topology: Topology, hwm: int = 1000) -> None:
+        self.topology = topology
+        self.sub = Subscriber(ctx, sender, COORDINATOR, [CTL_TOPIC], hwm=hwm)
+        self.report = DrainReport()
+
+    def wait(self, timeout: float | None, on_report: Callable[[dict], None] | None = None) -> DrainReport:
+        """Collect reports until every bolt has drained; raises TimeoutError after `timeout`."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        started = time.monotonic()
+        want = set(self.topology.bolts)
+        while want - self.report.bolts.keys():
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                missing = sorted(want - self.report.bolts.keys())
+                raise TimeoutError(f"not drained after {timeout:.0f}s: waiting for {', '.join(missing)}")
+            msg = self.sub.recv(min(0.5, left) if left is not None else 0.5)
+            if msg is None or msg.kind != REPORT:
+                continue
+            info = decode_obj(msg.payload)
+            if info.get("event") == "eos":
+                self.report.spouts[info["component"]] = info
+            elif info.get("event") == "drained":
+                self.report.bolts[info["component"]] = info
+            if on_report:
+                on_report(info)
+        self.report.seconds = time.monotonic() - started
+        return self.report
+
+    def close(self) -> None:
+        self.sub.close()
+
+
+class LocalRunner:
+    """Runs a whole topology in this process: broker and every component as greenlets over inproc."""
+
+    def __init__(self, topology: Topology, settings: Settings, *, store: Any = None,
+                 disk_log: bool = True, clock: Callable[[], float] = time.time) -> None:
+        self.topology = topology
+        self.settings = settings
+        self.store = store
+        self.disk_log = disk_log
+        self.clock = clock
+        self.zmq = new_context()
+        tag = f"{id(self):x}"
+        self.receiver = f"inproc://receiver-{tag}"
+        self.sender = f"inproc://sender-{tag}"
+        self.components: dict[str, Component] = {}
+        self.greenlets: list[gevent.Greenlet] = []
+        self.broker: Broker | None = None
+        self.coordinator: Coordinator | None = None
+
+    def start(self) -> "LocalRunner":
+        """Start the broker and the bolts, wait until they are all subscribed, then the spouts."""
+        expected = set(self.topology.bolts) | {COORDINATOR}
+        b = self.settings.broker
+        self.broker = Broker(self.zmq, self.receiver, self.sender, expected=expected, hwm=b.hwm,
+                             hold_when_missing=b.wait_for_subscribers).start()
+        self.coordinator = Coordinator(self.zmq, self.sender, self.topology, hwm=b.hwm)
+        for name in self.topology.bolts:
+            self._spawn(name)
+        for name in self.topology.spouts:
+            self._spawn(name)
+        return self
+
+    def _spawn(self, name: str) -> None:
+        spec, cls = self.topology.specs[name], self.topology.classes[name]
+        ctx = Context(self.settings, self.zmq, self.receiver, self.sender, store=self.store, clock=self.clock,
+                      expected_barriers=self.topology.expected_barriers(name) if issubclass(cls, Bolt) else frozenset(),
+                      disk_log=self.disk_log)
+        component = cls(ctx, name, **spec.options)
+        self.components[name] = component
+        g = gevent.spawn(component.run)
+        g.name = name
+        self.greenlets.append(g)
+
+    def wait_drained(self, timeout: float | None = None,
+                     on_report: Callable[[dict], None] | None = None) -> DrainReport:
+        """Block until every bolt has drained after every spout ended (finite spouts only)."""
+        report = self.coordinator.wait(timeout, on_report)
+        report.broker = self.broker.stats()
+        return report
+
+    def stop(self, timeout: float = 30) -> None:
+        """Stop spouts first, then bolts (each flushes), then the broker."""
+        if self.broker:
+            self.broker.hold_when_missing = False  # shutting down: deliver what is queued
+        for name in self.topology.spouts + self.topology.bolts:
+            self.components[name].stop()
+            self.components[name].finished.wait(timeout)
+        gevent.joinall(self.greenlets, timeout=timeout)
+        if self.coordinator:
+            self.coordinator.close()
+        if self.broker:
+            self.broker.stop()
+        self.zmq.term()

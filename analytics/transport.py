@@ -98,7 +98,9 @@ class Publisher:
         self.before_send = before_send
         self.sock = ctx.socket(zmq.PUSH)
         self.sock.setsockopt(zmq.SNDHWM, hwm)
-        self.sock.setsockopt(zmq.LINGER, -1)  # close() waits until queued frames are delivered
+        # close() waits this long for queued frames to be delivered; the drain protocol,
+        # not the linger, is what confirms delivery.
+        self.sock.setsockopt(zmq.LINGER, 10_000)
         self.sock.connect(endpoint)
         self._pending: dict[tuple[str, int], list[list[Any]]] = {}
         self._first_pending = 0.0
