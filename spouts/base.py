@@ -1,0 +1,213 @@
+"""What the three source spouts share: choosing a reader, the read-emit-commit loop, validation.
+
+A concrete spout names its source and implements `handle(raw, now)`, which
+validates one raw record and emits it (or raises `Invalid`, or returns without
+emitting to ignore it). `make_http_reader` builds its HTTP reader; files and
+stdin are the same for every spout.
+
+Options come from [sources.<source>] in the configuration (and [sources.<name>]
+for a differently named instance), then [components.<name>], then constructor
+keyword arguments, the last winning.
+"""
+from __future__ import annotations
+
+import math
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, ClassVar
+
+import orjson
+
+from analytics.component import Context, Spout
+from analytics.config import ConfigError
+from analytics.sources import (CursorPoller, FileFollower, HttpPoller, Oversized, Reader, SincePoller, StateFile,
+                               StdinReader)
+
+__all__ = ["SourceSpout", "Invalid", "parse_object", "require", "as_str", "as_int", "as_number", "as_epoch"]
+
+
+class Invalid(ValueError):
+    """A record failed validation; the message is the dead-letter reason ("kind: detail")."""
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def parse_object(raw: bytes) -> dict[str, Any]:
+    """One JSON object from a raw line."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as uexc:
+            raise Invalid(f"encoding: not UTF-8 (byte 0x{raw[uexc.start]:02x} at offset {uexc.start})") from None
+        raise Invalid(f"json: {exc}") from None
+    if not isinstance(obj, dict):
+        raise Invalid(f"type: record must be a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def require(obj: dict[str, Any], key: str, path: str | None = None) -> Any:
+    if key not in obj or obj[key] is None:
+        raise Invalid(f"missing: {path or key}")
+    return obj[key]
+
+
+def as_str(value: Any, path: str, *, ints: bool = False) -> str:
+    """A non-empty string (ints accepted and converted when `ints`)."""
+    if ints and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str):
+        raise Invalid(f"type: {path} must be a {'string or integer' if ints else 'string'}, got {_show(value)}")
+    if not value.strip():
+        raise Invalid(f"type: {path} must not be empty")
+    return value
+
+
+def as_int(value: Any, path: str, *, minimum: int | None = None) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise Invalid(f"type: {path} must be an integer, got {_show(value)}")
+    if minimum is not None and value < minimum:
+        raise Invalid(f"type: {path} must be >= {minimum}, got {value}")
+    return value
+
+
+def as_number(value: Any, path: str, *, minimum: float | None = None) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise Invalid(f"type: {path} must be a number, got {_show(value)}")
+    if minimum is not None and value < minimum:
+        raise Invalid(f"type: {path} must be >= {minimum:g}, got {value}")
+    return float(value)
+
+
+def as_epoch(value: Any, path: str, *, now: float, max_future: int, min_ts: int) -> int:
+    """An event timestamp: integer epoch seconds, not before `min_ts`, not far in the future."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise Invalid(f"type: {path} must be an integer epoch, got {_show(value)}")
+    if value > now + max_future:
+        raise Invalid(f"time: {path} {value} is more than {max_future / 3600:g} h in the future "
+                      f"(now {int(now)})")
+    if value < min_ts:
+        day = datetime.fromtimestamp(min_ts, timezone.utc).strftime("%Y-%m-%d")
+        raise Invalid(f"time: {path} {value} is before {min_ts} ({day})")
+    return value
+
+
+class SourceSpout(Spout):
+    """A spout fed by one reader (files, stdin or HTTP) chosen by its options."""
+
+    #: Records handled per next_tuple call: bounds how long one call holds the loop.
+    chunk_records: ClassVar[int] = 500
+    #: Validation limits (options of the same name override them).
+    max_line_bytes: ClassVar[int] = 65536
+    max_future_seconds: ClassVar[int] = 86400
+    min_ts: ClassVar[int] = 946684800  # 2000-01-01
+
+    def __init__(self, ctx: Context, name: str | None = None, **options: Any) -> None:
+        cls = type(self)
+        own = name or cls.name
+        configured = dict(ctx.settings.sources.get(cls.source, {}))
+        if own != cls.source:
+            configured.update(ctx.settings.sources.get(own, {}))
+        super().__init__(ctx, name, **{**configured, **options})
+        self.max_line_bytes = int(self.option("max_line_bytes", cls.max_line_bytes))
+        self.max_future_seconds = int(self.option("max_future_seconds", cls.max_future_seconds))
+        self.min_ts = int(self.option("min_ts", cls.min_ts))
+        self.chunk_records = int(self.option("chunk_records", cls.chunk_records))
+        self.state = StateFile(self.settings.data_path("spoolstate", f"{self.name}.json"),
+                               min_interval=float(self.option("state_interval", 1.0)),
+                               fsync=bool(self.option("fsync", False)))
+        self.reader: Reader = self._make_reader()
+
+    # -- readers ---------------------------------------------------------------------------
+    def _make_reader(self) -> Reader:
+        files, http, stdin = self.option("files"), self.option("http"), self.option("stdin")
+        chosen = [k for k, v in (("files", files), ("http", http), ("stdin", stdin)) if v]
+        if len(chosen) != 1:
+            raise ConfigError(f"{self.name}: give exactly one source: files=[paths or globs], http=URL or "
+                              f"stdin=True (got {', '.join(chosen) or 'none'})")
+        if files:
+            patterns = [files] if isinstance(files, (str, os.PathLike)) else list(files)
+            return FileFollower(patterns, self.state, follow=bool(self.option("follow", True)),
+                                max_line_bytes=self.max_line_bytes, resume=bool(self.option("resume", True)),
+                                rescan_seconds=float(self.option("rescan_seconds", 1.0)),
+                                rotate_grace=float(self.option("rotate_grace", 1.0)),
+                                exclude=self._is_own_disk_log)
+        if stdin:
+            return StdinReader(None if stdin is True else stdin, max_line_bytes=self.max_line_bytes)
+        return self.make_http_reader(str(http))
+
+    def http_poller(self, url: str) -> HttpPoller:
+        """The shared HTTP client with this spout's timeouts, backoff, signature secret and dead letters."""
+        return HttpPoller(url, poll_seconds=float(self.option("poll_seconds", 5.0)),
+                          timeout=float(self.option("timeout", 10.0)),
+                          backoff_initial=float(self.option("backoff_initial", 0.5)),
+                          backoff_max=float(self.option("backoff_max", 60.0)),
+                          secret=self.option("secret"), reject=self.reject)
+
+    def make_http_reader(self, url: str) -> Reader:
+        """Default HTTP source: `GET url?since=<ts>` answering a list of records."""
+        return SincePoller(self.http_poller(url), self.state, since=int(self.option("since", 0)))
+
+    def _is_own_disk_log(self, path: str) -> bool:
+        """Never read the disk log this spout is writing (a glob over data/ would loop)."""
+        if self.disk_log is None:
+            return False
+        p = Path(path)
+        return p.name.startswith(f"{self.source}_") and p.parent.resolve() == Path(self.settings.data_dir).resolve()
+
+    # -- loop ------------------------------------------------------------------------------
+    def handle(self, raw: bytes, now: float) -> None:
+        """Validate one raw record and emit it; raise Invalid to reject it."""
+        raise NotImplementedError
+
+    def next_tuple(self) -> bool:
+        items = self.reader.read(self.chunk_records)
+        if self.reader.health != self.health:
+            self.health = dict(self.reader.health)
+        if items is None:
+            self.commit(force=True)
+            return False
+        now = self.ctx.clock()
+        for raw in items:
+            self._handle_one(raw, now)
+        self.commit()
+        return True
+
+    def _handle_one(self, raw: bytes, now: float) -> None:
+        size = raw.size if isinstance(raw, Oversized) else len(raw.rstrip(b"\r\n"))
+        if size > self.max_line_bytes:
+            self.reject(raw, f"size: line of {size} bytes exceeds max_line_bytes ({self.max_line_bytes})")
+            return
+        if not raw.strip():
+            return  # a blank line is not a record
+        try:
+            self.handle(raw, now)
+        except Invalid as exc:
+            self.reject(raw, str(exc))
+        except Exception as exc:  # a bug must not stop the spout: count it, keep the record
+            self.counters.errors += 1
+            self.log.exception("%s: handling a record failed", self.name)
+            self.dead_letters.write(raw, f"error: {type(exc).__name__}: {exc}")
+
+    def commit(self, force: bool = False) -> None:
+        """Save the reader's position: after the records were emitted and the disk log flushed."""
+        if self.disk_log is not None:
+            self.disk_log.flush()
+        self.reader.commit(force)
+
+    def progress(self) -> tuple[int, int | None]:
+        """(bytes done, total bytes or None): what a replay progress bar shows."""
+        return self.reader.progress()
+
+    def close(self) -> None:
+        self.commit(force=True)
+        self.reader.close()
