@@ -70,6 +70,7 @@ class ActiveBolt(TimerBolt):
     """Recompute activeday/activeweek/activemonth for the periods that login.day marks dirty."""
 
     topics: ClassVar[list[str]] = ["login.day"]
+    sources: ClassVar[dict[str, str]] = {"login.day": "login_day"}
     #: 'day', 'week' or 'month'.
     period: ClassVar[str] = "day"
 

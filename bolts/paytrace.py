@@ -61,6 +61,7 @@ class PayTraceDayBolt(TimerBolt):
 
     name = "paytraceday"
     topics: ClassVar[list[str]] = ["payorderuser.day"]
+    sources: ClassVar[dict[str, str]] = {"payorderuser.day": "pay_day"}
     collection = "paytraceday"
 
     def dirtied(self, topic: str, day: int, tz: str) -> Iterable[int]:

@@ -52,6 +52,7 @@ class LoginRetentionBolt(TimerBolt):
 
     name = "loginretention"
     topics: ClassVar[list[str]] = ["login.day", "createrole.day"]
+    sources: ClassVar[dict[str, str]] = {"login.day": "login_day", "createrole.day": "createrole_day"}
     collection = "loginretention"
 
     def dirtied(self, topic: str, day: int, tz: str) -> Iterable[int]:

@@ -124,14 +124,21 @@ class TimerBolt(Bolt):
     refresh_seconds: ClassVar[float | None] = 300.0
     #: Member sets kept in memory during one tick.
     cache_sets: ClassVar[int] = 48
+    #: On the first tick after start, mark dirty what the state tuples of the days that started
+    #: in the last `startup_days` x 24 h would have (0: nothing): heals a timer-only restart.
+    startup_days: ClassVar[float] = 2
     #: The collection this bolt writes.
     collection: ClassVar[str] = ""
+    #: State topic -> the membership set whose period keys stand for its tuples (start-up scan).
+    sources: ClassVar[dict[str, str]] = {}
 
     def __init__(self, ctx: Context, name: str | None = None, **options: Any) -> None:
         super().__init__(ctx, name, **options)
         refresh = self.option("refresh_seconds", type(self).refresh_seconds)
         self.refresh_seconds = None if refresh is None else float(refresh)
         self.cache_sets = int(self.option("cache_sets", type(self).cache_sets))
+        self.startup_days = float(self.option("startup_days", type(self).startup_days))
+        self._scanned = self.startup_days <= 0
         #: Periods to recompute on the next tick.
         self.dirty: set[PeriodKey] = set()
         #: Every (game, area, plat) a state tuple has named (for the wall-clock refresh).
@@ -175,6 +182,9 @@ class TimerBolt(Bolt):
 
     def tick(self, now: float) -> None:
         """Recompute every dirty period (plus the current ones when a refresh is due)."""
+        if not self._scanned:  # here, not in initialize(): a failure is retried next tick
+            self.mark_from_store(int(now - self.startup_days * 86400))
+            self._scanned = True
         if self.refresh_seconds is not None and (self._last_refresh is None
                                                  or now - self._last_refresh >= self.refresh_seconds):
             self._last_refresh = now
@@ -203,6 +213,23 @@ class TimerBolt(Bolt):
         for key, fields in upserts:
             batch.upsert(self.collection, key, set=fields)
         self.written += len(upserts)
+
+    def mark_from_store(self, ts_from: int, ts_to: int | None = None) -> int:
+        """Mark dirty what the state tuples of the days in [ts_from, ts_to) would; returns the days found.
+
+        The days come from the store's membership sets (`sources`), so this
+        re-derives dirty marks without any saved state: after a restart, or to
+        recompute a range by hand.
+        """
+        found = 0
+        for topic, set_name in self.sources.items():
+            for mk in self.store.member_keys(set_name, ts_from=ts_from, ts_to=ts_to):
+                if mk.sub:
+                    continue
+                self.process(Tuple(topic, "", mk.ts, {"game": mk.game, "area": mk.area, "plat": mk.plat,
+                                                      "ts": mk.ts}))
+                found += 1
+        return found
 
     # -- helpers for subclasses --------------------------------------------------------
     def uids(self, collection: str, key: PeriodKey, ts_to: int) -> set[str]:

@@ -54,6 +54,7 @@ def make(cls: type[TimerBolt], tmp_path: Path, store, **options: Any) -> TimerBo
     settings = load_settings(env={}, data_dir=str(tmp_path / "data"))
     settings.games = {"dl": GameSettings("dl", "Asia/Shanghai"), "wsdx": GameSettings("wsdx", "America/New_York")}
     ctx = Context(settings=settings, zmq=None, receiver="inproc://x", sender="inproc://y", store=store)
+    options.setdefault("startup_days", 0)   # the start-up scan has its own test
     return cls(ctx, **options)
 
 
@@ -196,6 +197,32 @@ def test_refresh_of_a_quiet_period_writes_no_document(tmp_path, store):
     bolt.process(state("login.day", JAN05))                  # nothing in the store at all
     assert not tick(bolt, store, MAR02)
     assert bolt.recomputed == 2 and docs(store, "activemonth") == []
+
+
+def test_first_tick_after_a_restart_rescans_recent_days_from_the_store(tmp_path, store):
+    _active_fixture(store)
+    bolt = make(ActiveDayBolt, tmp_path, store, refresh_seconds=None, startup_days=2)
+    now = JAN08 + 12 * 3600                                   # days started since Jan 6 12:00: Jan 8 only
+    tick(bolt, store, now)
+    assert bolt.servers == {(G, A, P)}
+    assert docs(store, "activeday") == [{**SERVER, "ts": JAN08, "ac_user": 4, "new_ac_user": 2,
+                                         "new_ac_rate": 50.0, "old_ac_user": 2, "old_ac_rate": 50.0}]
+    assert not tick(bolt, store, now + 60)                    # once only
+    assert bolt.mark_from_store(DEC31, JAN08) == 3            # by hand: Dec 31, Jan 2, Jan 5
+    tick(bolt, store, now + 120)
+    assert [d["ts"] for d in docs(store, "activeday")] == [DEC31, JAN02, JAN05, JAN08]
+
+
+def test_restart_scan_of_retention_uses_createrole_and_login_days(tmp_path, store):
+    _retention_fixture(store)
+    members(store, "createrole_day", JAN31, ["c1", "c2", "c3", "c4"])
+    bolt = make(LoginRetentionBolt, tmp_path, store, refresh_seconds=None, startup_days=2)
+    tick(bolt, store, FEB01 + 3600)   # days from Jan 30 01:00 on: createrole Jan 31; logins Jan 31 .. Mar 2
+    assert docs(store, "loginretention") == [
+        {**SERVER, "ts": JAN31, "cohort": 4, **zero_retention(
+            d1=3, d1_rate=75.0, d7=1, d7_rate=25.0, d30=2, d30_rate=50.0)},
+        {**SERVER, "ts": FEB01, "cohort": 1, **zero_retention()},   # dirtied by the Feb 7 logins (k=6)
+    ]
 
 
 def test_bad_state_tuple_is_rejected_not_marked(tmp_path, store):
