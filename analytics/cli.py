@@ -1,0 +1,197 @@
+"""`analytics`: the one command-line entry point.
+
+Exit codes: 0 success; 1 the command ran but found a problem (lost tuples,
+failing nodes, nothing drained); 2 bad usage or configuration; 3 a store or
+cluster that cannot be reached. Errors are one line on stderr, not a traceback
+(set ANALYTICS_DEBUG=1 for the traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any, Callable
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from analytics.config import GameSettings, load_settings
+    s = load_settings(args.config, store=getattr(args, "store", None), mode=getattr(args, "mode", None))
+    tz = getattr(args, "tz", None)
+    game = getattr(args, "game", None)
+    if tz:
+        from analytics.config import _check_tz
+        _check_tz(tz, "--tz")
+        if game:
+            s.games[game] = GameSettings(game, tz)
+        else:
+            s.default_tz = tz
+    return s
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    from analytics import __version__
+    print(f"analytics {__version__}")
+    return EXIT_OK
+
+
+def _print_report(report: Any, topology_problems: list[str], as_json: bool) -> None:
+    import orjson
+    totals = report.totals()
+    if as_json:
+        print(orjson.dumps({"totals": totals, "problems": topology_problems, "seconds": round(report.seconds, 3),
+                            "spouts": report.spouts, "bolts": report.bolts}).decode())
+        return
+    print(f"read {totals['read']}  accepted {totals['accepted']}  rejected {totals['rejected']}  "
+          f"ignored {totals['ignored']}  deduplicated {totals['deduplicated']}  errors {totals['errors']}  "
+          f"in {report.seconds:.2f}s", file=sys.stderr)
+    for p in topology_problems:
+        print(f"problem: {p}", file=sys.stderr)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from analytics.app import replay, source_spec
+    from analytics.logs import setup_logging
+    from analytics.topology import default_topology
+    setup_logging(args.log_level)
+    settings = _settings(args)
+    spec = source_spec(settings, args.source, args.files, args.game)
+    report = replay(settings, [spec], progress=not args.no_progress, timeout=args.timeout)
+    topology = default_topology(settings).with_spouts([spec])
+    problems = report.problems(topology)
+    _print_report(report, problems, args.json)
+    return EXIT_PROBLEM if problems else EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from analytics.demo import run_demo
+    from analytics.logs import setup_logging
+    setup_logging(args.log_level)
+    return run_demo(_settings(args), data_dir=args.samples)
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    import orjson
+
+    from analytics.query import parse_time, query
+    from analytics.store import open_store
+    settings = _settings(args)
+    tz = settings.tz_of(args.game) if args.game else settings.default_tz
+    where = {}
+    for item in args.where or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--where takes FIELD=VALUE, not {item!r}")
+        where[key] = value
+    with open_store(settings.store) as store:
+        docs = query(store, args.collection, game=args.game, area=args.area, plat=args.plat,
+                     ts_from=parse_time(args.from_, tz), ts_to=parse_time(args.to, tz), where=where,
+                     limit=args.limit, userlist=args.userlist)
+    for d in docs:
+        if args.json:
+            sys.stdout.write(orjson.dumps(d, option=orjson.OPT_SORT_KEYS).decode() + "\n")
+        else:
+            print("  ".join(f"{k}={v}" for k, v in d.items()))
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from gevent import monkey
+    monkey.patch_all()
+    from analytics.app import run_forever
+    from analytics.logs import setup_logging
+    setup_logging(args.log_level)
+    return run_forever(_settings(args), args.only.split(",") if args.only else None)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from analytics.cluster import status
+    settings = _settings(args)
+    if not settings.etcd:
+        print("error: no etcd configured (set ANALYTICS_ETCD=host:port or [analytics] etcd)", file=sys.stderr)
+        return EXIT_USAGE
+    expected = args.expect.split(",") if args.expect else None
+    text, code = status(settings, expected=expected, as_json=args.json)
+    print(text)
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="analytics", description="Real-time game analytics: spouts -> broker -> bolts -> store.")
+    ap.add_argument("--config", help="TOML configuration file (default: $ANALYTICS_CONFIG)")
+    ap.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, fn: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(fn=fn)
+        return p
+
+    add("version", cmd_version, "print the version")
+
+    p = add("replay", cmd_replay, "feed log files through the topology, wait until every tuple is stored, print counts")
+    p.add_argument("files", nargs="+", metavar="FILE", help="disk logs or other JSON-lines files (globs allowed)")
+    p.add_argument("--source", default="gamelog", choices=["gamelog", "payment", "syncuser"], help="record kind (default gamelog)")
+    p.add_argument("--game", help="game name for gamelog records (they do not carry it)")
+    p.add_argument("--tz", help="IANA time zone of the game's days (overrides the configuration)")
+    p.add_argument("--store", help="store URL (default: $ANALYTICS_STORE or sqlite:///data/analytics.db)")
+    p.add_argument("--mode", choices=["inproc", "tcp"], help="one process (inproc) or one process per component (tcp)")
+    p.add_argument("--timeout", type=float, help="give up after this many seconds")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+
+    p = add("demo", cmd_demo, "replay the sample logs in data/ through the whole topology and print the stats")
+    p.add_argument("--store", help="store URL (default: a fresh SQLite file under data/)")
+    p.add_argument("--samples", default="data", help="directory holding *_sample.txt (default data)")
+    p.add_argument("--mode", choices=["inproc", "tcp"])
+
+    p = add("query", cmd_query, "print stored documents of one collection, one per line")
+    p.add_argument("collection")
+    p.add_argument("--game")
+    p.add_argument("--area")
+    p.add_argument("--plat")
+    p.add_argument("--from", dest="from_", metavar="TIME", help="ts >= TIME (epoch, YYYY-MM-DD or ISO, in the game's zone)")
+    p.add_argument("--to", metavar="TIME", help="ts < TIME")
+    p.add_argument("--where", action="append", metavar="FIELD=VALUE", help="extra equality filter (repeatable)")
+    p.add_argument("--limit", type=int)
+    p.add_argument("--userlist", action="store_true", help="add the seed's userlist field from the membership sets")
+    p.add_argument("--json", action="store_true", help="one JSON document per line")
+    p.add_argument("--store")
+
+    p = add("run", cmd_run, "run the topology in the foreground until SIGTERM/SIGINT (then flush and exit)")
+    p.add_argument("--only", help="comma-separated component names to run (default all)")
+    p.add_argument("--store")
+    p.add_argument("--mode", choices=["inproc", "tcp"])
+
+    p = add("status", cmd_status, "show the live topology from etcd; exit 1 if a node is failing or missing")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--expect", help="comma-separated component names that must be present")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from analytics.config import ConfigError
+    from analytics.store.base import QueryError, StoreError, StoreUnavailable
+    from analytics.topology import TopologyError
+    try:
+        return args.fn(args)
+    except KeyboardInterrupt:
+        return 130
+    except (ConfigError, QueryError, TopologyError, FileNotFoundError, ValueError) as exc:
+        code, msg = EXIT_USAGE, str(exc)
+    except StoreUnavailable as exc:
+        code, msg = EXIT_UNAVAILABLE, f"store unavailable: {exc}"
+    except (StoreError, TimeoutError, RuntimeError) as exc:
+        code, msg = EXIT_PROBLEM, str(exc)
+    if os.environ.get("ANALYTICS_DEBUG"):
+        raise
+    print(f"error: {msg}", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
