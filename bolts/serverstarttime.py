@@ -1,0 +1,63 @@
+"""The serverstarttime bolt: when each game server (game, area) was first seen.
+
+Subscribes every gamelog topic ('gamelog.*'); per (game, area) keeps the $min of
+the event ts. $min is idempotent and order-insensitive: no dedupe needed.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from analytics.component import Bolt, Context
+from analytics.schema import Collection
+from analytics.store.base import Batch
+from analytics.tuples import Tuple
+from bolts.common import need_int, need_str
+
+__all__ = ["FirstSeen", "ServerStartTimeBolt", "COLLECTIONS"]
+
+
+# -- pure aggregation --------------------------------------------------------------------
+
+class FirstSeen:
+    """Earliest event ts per (game, area) since the last take."""
+
+    def __init__(self) -> None:
+        self._pending: dict[tuple[str, str], int] = {}
+
+    def add(self, body: Mapping[str, Any]) -> None:
+        if not isinstance(body, Mapping):
+            raise ValueError(f"gamelog body must be an object, got {type(body).__name__}")
+        key = (need_str(body, "game"), need_str(body, "area"))
+        ts = need_int(body, "ts")
+        if key not in self._pending or ts < self._pending[key]:
+            self._pending[key] = ts
+
+    def take(self) -> dict[tuple[str, str], int]:
+        pending, self._pending = self._pending, {}
+        return pending
+
+
+COLLECTIONS = [
+    Collection("serverstarttime", ("game", "area"), {
+        "area": "the game server (area id)",
+        "ts": "earliest event ts seen in any gamelog record of the server ($min)",
+    }, doc="when one game server was first seen", writer="serverstarttime"),
+]
+
+
+# -- bolt --------------------------------------------------------------------------------
+
+class ServerStartTimeBolt(Bolt):
+    name = "serverstarttime"
+    topics = ["gamelog.*"]
+
+    def __init__(self, ctx: Context, name: str | None = None, **options: Any) -> None:
+        super().__init__(ctx, name, **options)
+        self.first = FirstSeen()
+
+    def process(self, tup: Tuple) -> None:
+        self.first.add(tup.body)
+
+    def flush(self, batch: Batch) -> None:
+        for (game, area), ts in sorted(self.first.take().items()):
+            batch.upsert("serverstarttime", {"game": game, "area": area}, min={"ts": ts})
