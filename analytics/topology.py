@@ -31,6 +31,23 @@ DEFAULT_COMPONENTS: list[tuple[str, str]] = [
     ("gamelog", "spouts.gamelog:GamelogSpout"),
     ("payment", "spouts.payment:PaymentSpout"),
     ("syncuser", "spouts.syncuser:SyncUserSpout"),
+    ("loginhour", "bolts.login:LoginHourBolt"),
+    ("loginday", "bolts.login:LoginDayBolt"),
+    ("signuphour", "bolts.signup:SignupHourBolt"),
+    ("signupday", "bolts.signup:SignupDayBolt"),
+    ("createrolehour", "bolts.createrole:CreateRoleHourBolt"),
+    ("createroleday", "bolts.createrole:CreateRoleDayBolt"),
+    ("payorderuser", "bolts.payment:PayOrderUserBolt"),
+    ("server", "bolts.server:ServerBolt"),
+    ("usercenter", "bolts.users:UserCenterBolt"),
+    ("userlevel", "bolts.users:UserLevelBolt"),
+    ("coinhour", "bolts.coin:CoinHourBolt"),
+    ("coinday", "bolts.coin:CoinDayBolt"),
+    ("cointype", "bolts.coin:CoinTypeBolt"),
+    ("shop", "bolts.shop:ShopBolt"),
+    ("gamecopy", "bolts.gamecopy:GameCopyBolt"),
+    ("mainline", "bolts.mainline:MainlineBolt"),
+    ("serverstarttime", "bolts.serverstarttime:ServerStartTimeBolt"),
 ]
 
 #: Name under which a runner listens for drain reports.
