@@ -48,6 +48,11 @@ DEFAULT_COMPONENTS: list[tuple[str, str]] = [
     ("gamecopy", "bolts.gamecopy:GameCopyBolt"),
     ("mainline", "bolts.mainline:MainlineBolt"),
     ("serverstarttime", "bolts.serverstarttime:ServerStartTimeBolt"),
+    ("activeday", "bolts.active:ActiveDayBolt"),
+    ("activeweek", "bolts.active:ActiveWeekBolt"),
+    ("activemonth", "bolts.active:ActiveMonthBolt"),
+    ("loginretention", "bolts.retention:LoginRetentionBolt"),
+    ("paytraceday", "bolts.paytrace:PayTraceDayBolt"),
 ]
 
 #: Name under which a runner listens for drain reports.
