@@ -136,8 +136,10 @@ class SourceSpout(Spout):
                               f"stdin=True (got {', '.join(chosen) or 'none'})")
         if files:
             patterns = [files] if isinstance(files, (str, os.PathLike)) else list(files)
-            return FileFollower(patterns, self.state, follow=bool(self.option("follow", True)),
-                                max_line_bytes=self.max_line_bytes, resume=bool(self.option("resume", True)),
+            resume = bool(self.option("resume", True))
+            # resume=False (a replay) neither reads nor writes offsets: it must not move the live spout's
+            return FileFollower(patterns, self.state if resume else None, follow=bool(self.option("follow", True)),
+                                max_line_bytes=self.max_line_bytes, resume=resume,
                                 rescan_seconds=float(self.option("rescan_seconds", 1.0)),
                                 rotate_grace=float(self.option("rotate_grace", 1.0)),
                                 exclude=self._is_own_disk_log)

@@ -164,6 +164,7 @@ def test_replay_mode_reads_to_the_end_and_reports_progress(settings, tmp_path):
         sink.run(spout)
     assert len(sink.tuples) == 1234
     assert spout.progress() == (src.stat().st_size, src.stat().st_size)
+    assert not Path(settings.data_dir, "spoolstate").exists()  # a replay leaves the live offsets alone
     assert not list(Path(settings.data_dir).glob("gamelog_*.txt"))  # disk_log=False writes none
 
 
