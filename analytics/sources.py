@@ -349,6 +349,8 @@ class FileFollower:
         self.state.save({"files": self.positions()}, force=force)
 
     def progress(self) -> tuple[int, int | None]:
+        if self._scanned_at is None:
+            self._scan()  # a progress bar asks for the total before the first read
         done, total = self._done_bytes, self._done_bytes
         for f in self._files.values():
             done += f.offset

@@ -160,7 +160,7 @@ def test_replay_mode_reads_to_the_end_and_reports_progress(settings, tmp_path):
     with Sink() as sink:
         spout = GamelogSpout(sink.context(settings, disk_log=False), files=[str(src)], follow=False,
                              resume=False, game="dl")
-        assert spout.progress() == (0, 0)  # nothing opened yet
+        assert spout.progress() == (0, src.stat().st_size)  # the total is known before the first read
         sink.run(spout)
     assert len(sink.tuples) == 1234
     assert spout.progress() == (src.stat().st_size, src.stat().st_size)
