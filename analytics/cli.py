@@ -107,12 +107,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_forever(_settings(args), args.only.split(",") if args.only else None)
 
 
+def cmd_start(args: argparse.Namespace) -> int:
+    from analytics.service import start
+    return start(_settings(args), args.components or None)
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from analytics.service import stop
+    return stop(_settings(args), args.components or None, timeout=args.timeout)
+
+
+def cmd_restart(args: argparse.Namespace) -> int:
+    from analytics.service import restart
+    return restart(_settings(args), args.components or None, timeout=args.timeout)
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from analytics.cluster import status
     settings = _settings(args)
-    if not settings.etcd:
-        print("error: no etcd configured (set ANALYTICS_ETCD=host:port or [analytics] etcd)", file=sys.stderr)
-        return EXIT_USAGE
+    if not settings.etcd or args.local:
+        from analytics.service import local_status
+        text, code = local_status(settings, args.components or None, as_json=args.json)
+        print(text)
+        return code
     expected = args.expect.split(",") if args.expect else None
     text, code = status(settings, expected=expected, as_json=args.json)
     print(text)
@@ -166,9 +183,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store")
     p.add_argument("--mode", choices=["inproc", "tcp"])
 
-    p = add("status", cmd_status, "show the live topology from etcd; exit 1 if a node is failing or missing")
+    for name, fn, text in (("start", cmd_start, "start the topology (or some components) as daemons with pid and "
+                                                  "log files under run_dir; already running ones are left alone"),
+                           ("stop", cmd_stop, "stop daemons: SIGTERM to spouts, then bolts (they flush), then "
+                                              "the broker; SIGKILL after --timeout"),
+                           ("restart", cmd_restart, "stop, then start")):
+        p = add(name, fn, text)
+        p.add_argument("components", nargs="*", metavar="COMPONENT",
+                       help="broker, a component name or NAME#INSTANCE (default: everything this host runs)")
+        if name != "start":
+            p.add_argument("--timeout", type=float, default=30.0,
+                           help="seconds each group (spouts, bolts, broker) gets before SIGKILL (default 30)")
+
+    p = add("status", cmd_status, "show the live topology from etcd (or, without etcd, this host's pid files); "
+                                  "exit 1 if a node is failing or missing")
+    p.add_argument("components", nargs="*", metavar="COMPONENT", help="pid-file view: only these")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--expect", help="comma-separated component names that must be present")
+    p.add_argument("--expect", help="comma-separated component names that must be present (etcd view)")
+    p.add_argument("--local", action="store_true", help="the pid-file view even when etcd is configured")
     return ap
 
 

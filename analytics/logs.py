@@ -5,17 +5,27 @@ import logging
 import sys
 from pathlib import Path
 
-__all__ = ["setup_logging", "LOG_FORMAT"]
+__all__ = ["setup_logging", "component_format", "LOG_FORMAT"]
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s[%(process)d]: %(message)s"
 
 
-def setup_logging(level: str = "INFO", file: str | Path | None = None, stderr: bool = True) -> None:
-    """Log to stderr (foreground) and/or a file (daemons), one line per event."""
+def component_format(component: str) -> str:
+    """LOG_FORMAT with the component's name in front of the logger's (daemons of `analytics start`)."""
+    return LOG_FORMAT.replace("%(name)s", component.replace("%", "%%") + " %(name)s", 1)
+
+
+def setup_logging(level: str = "INFO", file: str | Path | None = None, stderr: bool = True,
+                  component: str | None = None) -> None:
+    """Log to stderr (foreground) and/or a file (daemons), one line per event.
+
+    With `component`, every line carries that name (one log file per component,
+    but lines are often grepped together).
+    """
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)
-    fmt = logging.Formatter(LOG_FORMAT)
+    fmt = logging.Formatter(component_format(component) if component else LOG_FORMAT)
     if stderr:
         h = logging.StreamHandler(sys.stderr)
         h.setFormatter(fmt)

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 __all__ = ["ProcessRunner", "free_port", "main"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("analytics.processes")  # also when run as __main__
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -119,8 +119,50 @@ def _settings_from(data: dict[str, Any]) -> Any:
     return Settings(**data)
 
 
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="analytics.processes")
+    ap.add_argument("kind", choices=["broker", "component"])
+    ap.add_argument("name", nargs="?")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--spec", help="topology + settings JSON written by ProcessRunner")
+    src.add_argument("--config", help="TOML configuration: the default topology and settings.broker endpoints")
+    ap.add_argument("--receiver", help="broker receiver endpoint (default: settings.broker or etcd discovery)")
+    ap.add_argument("--sender", help="broker sender endpoint (default: settings.broker or etcd discovery)")
+    ap.add_argument("--expect", default=None, help="comma-separated subscribers the broker waits for")
+    ap.add_argument("--instance", type=int, default=None, help="instance number of a partitioned bolt")
+    ap.add_argument("--log-file", help="append log lines here (daemons); stderr gets none then")
+    ap.add_argument("--no-disk-log", action="store_true")
+    args = ap.parse_args(argv)
+    if args.kind == "component" and not args.name:
+        ap.error("component needs a NAME")
+    return args
+
+
+def _endpoints(settings: Any, args: argparse.Namespace, discover: bool) -> tuple[str, str]:
+    """Broker endpoints: the command line, else etcd discovery (when asked or unset), else settings."""
+    receiver = args.receiver or settings.broker.receiver
+    sender = args.sender or settings.broker.sender
+    if discover and not (args.receiver and args.sender):
+        from analytics.cluster import discover_broker
+        wait = float(settings.extra.get("cluster", {}).get("discover_timeout", 60))
+        found = discover_broker(settings, timeout=wait)
+        log.info("discovered broker in etcd: receiver %s, sender %s", found["receiver"], found["sender"])
+        receiver, sender = found["receiver"], found["sender"]
+    if not receiver or not sender:
+        raise SystemExit("error: no broker endpoints: set [broker] receiver/sender or etcd with [cluster] discover")
+    return receiver, sender
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of one child process: `broker` or `component NAME`."""
+    """Entry point of one child process: `broker` or `component NAME [--instance N]`.
+
+    With --spec (ProcessRunner) the topology and settings come from its JSON file;
+    with --config the child loads the TOML itself and runs a component of the
+    default topology (`analytics start`). When settings.etcd is set, the broker
+    publishes its endpoints and every component registers as a node (losing etcd
+    never stops the data path); a bolt with `instances > 1` takes only the
+    partitions a PartitionAssigner gives it.
+    """
     from gevent import monkey
     monkey.patch_all()
     import gevent
@@ -129,50 +171,106 @@ def main(argv: list[str] | None = None) -> int:
     from analytics.component import Bolt, Context
     from analytics.logs import setup_logging
     from analytics.store import open_store
-    from analytics.topology import Topology
+    from analytics.topology import Topology, default_topology
     from analytics.transport import new_context
 
-    ap = argparse.ArgumentParser(prog="analytics.processes")
-    ap.add_argument("kind", choices=["broker", "component"])
-    ap.add_argument("name", nargs="?")
-    ap.add_argument("--spec", required=True)
-    ap.add_argument("--receiver", required=True)
-    ap.add_argument("--sender", required=True)
-    ap.add_argument("--expect", default="")
-    ap.add_argument("--no-disk-log", action="store_true")
-    args = ap.parse_args(argv)
-    setup_logging(os.environ.get("ANALYTICS_LOG_LEVEL", "INFO"))
-    spec = json.loads(Path(args.spec).read_text())
-    settings = _settings_from(spec["settings"])
+    args = _parse_args(argv)
+    label = "broker" if args.kind == "broker" else args.name + ("" if args.instance is None else f"#{args.instance}")
+    setup_logging(os.environ.get("ANALYTICS_LOG_LEVEL", "INFO"), file=args.log_file,
+                  stderr=args.log_file is None, component=label)
+    if args.spec:
+        spec = json.loads(Path(args.spec).read_text())
+        settings = _settings_from(spec["settings"])
+        topology = None
+    else:
+        from analytics.config import load_settings
+        settings = load_settings(args.config)
+        spec = None
+        topology = default_topology(settings)
+    cluster_opts = settings.extra.get("cluster", {}) if isinstance(settings.extra.get("cluster", {}), dict) else {}
+    discover = bool(settings.etcd) and (bool(cluster_opts.get("discover", False))
+                                         or not (settings.broker.receiver and settings.broker.sender))
     zctx = new_context()
     if args.kind == "broker":
         b = settings.broker
-        broker = Broker(zctx, args.receiver, args.sender, expected=[n for n in args.expect.split(",") if n],
+        expected = args.expect if args.expect is not None else \
+            ",".join(topology.bolts) if topology is not None else ""
+        receiver, sender = args.receiver or b.receiver, args.sender or b.sender
+        broker = Broker(zctx, receiver, sender, expected=[n for n in expected.split(",") if n],
                         hwm=b.hwm, hold_when_missing=b.wait_for_subscribers)
+        registration = None
+        if settings.etcd:
+            from analytics.cluster import publish_broker
+            registration = publish_broker(settings, {"receiver": broker.receiver_endpoint,
+                                                     "sender": broker.sender_endpoint},
+                                          stats=lambda: {"counters": broker.stats()})
 
         def on_term(*_: Any) -> None:
+            log.info("broker: SIGTERM, delivering what is queued and stopping")
             broker.hold_when_missing = False
             gevent.spawn_later(1.0, broker.stop)
         gevent.signal_handler(signal.SIGTERM, on_term)
+        gevent.signal_handler(signal.SIGINT, on_term)
+        log.info("broker running: receiver %s, sender %s, waiting for %s", broker.receiver_endpoint,
+                 broker.sender_endpoint, ", ".join(sorted(broker.expected)) or "nobody")
         broker.serve_forever()
+        if registration is not None:
+            registration.stop()
         log.info("broker stopped: %s", broker.stats())
         return 0
-    topology = Topology.from_json(spec["topology"])
+    if topology is None:
+        topology = Topology.from_json(spec["topology"])
+    if args.name not in topology.specs:
+        raise SystemExit(f"error: no component {args.name!r} in the topology "
+                         f"(known: {', '.join(topology.specs)})")
     spec_ = topology.specs[args.name]
     cls = topology.classes[args.name]
-    store = open_store(settings.store, dedupe_horizon_days=settings.dedupe_horizon_days) \
-        if issubclass(cls, Bolt) else None
-    ctx = Context(settings, zctx, args.receiver, args.sender, store=store,
-                  expected_barriers=topology.expected_barriers(args.name) if issubclass(cls, Bolt) else frozenset(),
+    is_bolt = issubclass(cls, Bolt)
+    receiver, sender = _endpoints(settings, args, discover)
+    store = open_store(settings.store, dedupe_horizon_days=settings.dedupe_horizon_days) if is_bolt else None
+    ctx = Context(settings, zctx, receiver, sender, store=store,
+                  expected_barriers=topology.expected_barriers(args.name) if is_bolt else frozenset(),
                   disk_log=not args.no_disk_log)
+    assigner = None
+    if is_bolt and args.instance is not None:
+        # Only this instance's partitions (the same component name: dedupe and membership are shared).
+        from analytics.cluster import PartitionAssigner
+        holder: dict[str, Any] = {}
+
+        def on_change(owned: set[int]) -> None:
+            component_ = holder.get("component")
+            if component_ is not None and component_.publisher is not None:
+                component_.set_partitions(owned)
+            else:
+                ctx.partitions = set(owned)
+        assigner = PartitionAssigner(settings, args.name, str(args.instance), settings.partitions,
+                                     on_change=on_change).start()
+        if not assigner.wait_assigned(float(cluster_opts.get("assign_timeout", 10))):
+            log.warning("%s: no partition assignment yet; taking all partitions until one arrives "
+                        "(safe: writes are idempotent)", label)
     component = cls(ctx, args.name, **spec_.options)
-    gevent.signal_handler(signal.SIGTERM, component.stop)
-    gevent.signal_handler(signal.SIGINT, component.stop)
+    if assigner is not None:
+        holder["component"] = component
+    registration = None
+    if settings.etcd:
+        from analytics.cluster import start_node
+        registration = start_node(settings, label, cls.role, endpoints={}, stats=component.stats)
+
+    def on_term(*_: Any) -> None:
+        log.info("%s: stopping (flushing what it holds)", label)
+        component.stop()
+    gevent.signal_handler(signal.SIGTERM, on_term)
+    gevent.signal_handler(signal.SIGINT, on_term)
+    log.info("%s (%s) running: receiver %s, sender %s", label, cls.role, receiver, sender)
     g = gevent.spawn(component.run)
     g.join()
+    for reg in (assigner, registration):
+        if reg is not None:
+            reg.stop()
     if store is not None:
         store.close()
     zctx.destroy(linger=5000)
+    log.info("%s stopped%s", label, "" if g.successful() else f": {g.exception!r}")
     return 0 if g.successful() else 1
 
 
