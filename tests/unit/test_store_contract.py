@@ -347,6 +347,8 @@ def test_purge_seen(store: Store, clock: Clock) -> None:
     b.mark_seen("login", ["new1"])
     b.mark_seen("signup", ["old1"])
     store.apply(b)
+    if isinstance(store, SQLiteStore):
+        store.purge_chunk = 1               # exercise the chunked purge loop
     assert store.purge_seen(int(t0) + 100) == 2
     assert store.unseen("login", ["old1", "old2", "new1"]) == {"old1", "old2"}
     assert store.unseen("signup", ["old1"]) == set()
