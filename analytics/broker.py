@@ -97,7 +97,9 @@ class Broker:
             if not self.missing():
                 self._ready_event.set()
             elif name in self.expected and self.hold_when_missing:
-                log.warning("holding: waiting for subscribers %s", ", ".join(sorted(self.missing())))
+                # Waiting at start-up is normal; a subscriber lost later is worth a warning.
+                level = logging.WARNING if self._ready_event.is_set() else logging.INFO
+                log.log(level, "holding: waiting for subscribers %s", ", ".join(sorted(self.missing())))
 
     def _routed(self, key: bytes) -> bool:
         return any(key.startswith(p) for p in self.subscriptions)

@@ -123,7 +123,9 @@ class Component:
         self.dead_letters.write(raw, reason)
 
     def _send(self, topic: str, body: dict[str, Any], id: str, ts: int) -> None:
-        partition = partition_of(str(body.get("game", "")), str(body.get("area", "")), self.settings.partitions)
+        partitions = self.settings.partitions
+        partition = 0 if partitions == 1 else partition_of(str(body.get("game", "")), str(body.get("area", "")),
+                                                           partitions)
         self.publisher.send(topic, id, ts, body, partition)
         self.counters.emitted[topic] = self.counters.emitted.get(topic, 0) + 1
 
@@ -200,6 +202,7 @@ class Spout(Component):
                 self.health = {"state": "failing", "reason": "initialize failed"}
                 return
             calls = 0
+            self.started_at = self.ctx.clock()
             while not self.stopping:
                 before = self.publisher.frames, sum(self.counters.emitted.values())
                 more = True
@@ -223,6 +226,7 @@ class Spout(Component):
                 self.disk_log.flush()
             self.publisher.barrier(self.emits, self._barrier_info())
             self.publisher.report({"event": "eos", "component": self.name, "role": self.role,
+                                   "started_at": self.started_at, "at": self.ctx.clock(),
                                    "sent": dict(self.publisher.sent), **self.counters.as_dict()})
             self.log.info("%s finished: emitted %s, rejected %d", self.name, self.counters.emitted,
                           self.counters.rejected)
@@ -381,6 +385,7 @@ class Bolt(Component):
             self._tick()
         self.publisher.barrier(self.emits, self._barrier_info())
         self.publisher.report({"event": "drained", "component": self.name, "role": self.role,
+                               "at": self.ctx.clock(),
                                "received_from": {f"{p}|{t}": sum(v.values()) for (p, t), v in self._from.items()},
                                "sent": dict(self.publisher.sent), **self.counters.as_dict()})
         self.publisher.flush()

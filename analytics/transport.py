@@ -19,7 +19,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
-import gevent
 import zmq.green as zmq
 
 from analytics.codec import encode_obj

@@ -35,28 +35,30 @@ class GamelogEvent(NamedTuple):
 
 def need_str(d: Mapping[str, Any], name: str, where: str = "body") -> str:
     """d[name] as a non-empty string (ints are accepted and converted: ids often arrive as numbers)."""
-    v = d.get(name) if isinstance(d, Mapping) else None
-    if isinstance(v, bool) or not isinstance(v, (str, int)) or v == "":
-        raise ValueError(f"{where}.{name} must be a non-empty string, got {v!r}")
-    return str(v)
+    v = d.get(name) if isinstance(d, dict) else None
+    if type(v) is str and v:  # the common case first: exact type checks are cheap
+        return v
+    if type(v) is int:
+        return str(v)
+    raise ValueError(f"{where}.{name} must be a non-empty string, got {v!r}")
 
 
 def need_int(d: Mapping[str, Any], name: str, where: str = "body") -> int:
     """d[name] as an int (an integral float is accepted)."""
-    v = d.get(name) if isinstance(d, Mapping) else None
-    if isinstance(v, float) and v.is_integer():
-        v = int(v)
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise ValueError(f"{where}.{name} must be an integer, got {v!r}")
-    return v
+    v = d.get(name) if isinstance(d, dict) else None
+    if type(v) is int:
+        return v
+    if type(v) is float and v.is_integer():
+        return int(v)
+    raise ValueError(f"{where}.{name} must be an integer, got {v!r}")
 
 
 def need_number(d: Mapping[str, Any], name: str, where: str = "body") -> int | float:
     """d[name] as an int or float (not a bool, not NaN)."""
-    v = d.get(name) if isinstance(d, Mapping) else None
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
-        raise ValueError(f"{where}.{name} must be a number, got {v!r}")
-    return v
+    v = d.get(name) if isinstance(d, dict) else None
+    if (type(v) is int or type(v) is float) and v == v:
+        return v
+    raise ValueError(f"{where}.{name} must be a number, got {v!r}")
 
 
 def server_key(body: Mapping[str, Any]) -> ServerKey:
@@ -66,10 +68,10 @@ def server_key(body: Mapping[str, Any]) -> ServerKey:
 
 def gamelog_event(body: Mapping[str, Any]) -> GamelogEvent:
     """Validate a gamelog tuple body {game, area, plat, uid, ts, code, data}."""
-    if not isinstance(body, Mapping):
+    if not isinstance(body, dict):
         raise ValueError(f"gamelog body must be an object, got {type(body).__name__}")
     data = body.get("data")
-    if not isinstance(data, Mapping):
+    if not isinstance(data, dict):
         raise ValueError(f"body.data must be an object, got {data!r}")
     return GamelogEvent(need_str(body, "game"), need_str(body, "area"), need_str(body, "plat"),
                         need_str(body, "uid"), need_int(body, "ts"), data)

@@ -29,7 +29,7 @@ DayKey = tuple[str, str, str, int]
 
 def server_fields(body: Mapping[str, Any]) -> tuple[DayKey, dict[str, float]]:
     """(game, area, plat, day) and the server fields one day state tuple sets."""
-    if not isinstance(body, Mapping):
+    if not isinstance(body, dict):
         raise ValueError(f"day state body must be an object, got {type(body).__name__}")
     s = server_key(body)
     key = (s.game, s.area, s.plat, need_int(body, "ts"))

@@ -25,7 +25,7 @@ class FirstSeen:
         self._pending: dict[tuple[str, str], int] = {}
 
     def add(self, body: Mapping[str, Any]) -> None:
-        if not isinstance(body, Mapping):
+        if not isinstance(body, dict):
             raise ValueError(f"gamelog body must be an object, got {type(body).__name__}")
         key = (need_str(body, "game"), need_str(body, "area"))
         ts = need_int(body, "ts")

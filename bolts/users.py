@@ -69,7 +69,7 @@ class Grade(NamedTuple):
 
 def parse_syncuser(body: Mapping[str, Any]) -> tuple[UserKey, Profile, Grade]:
     """Validate a syncuser record; ValueError names the bad field."""
-    if not isinstance(body, Mapping):
+    if not isinstance(body, dict):
         raise ValueError(f"syncuser body must be an object, got {type(body).__name__}")
     s = server_key(body)
     key = UserKey(*s, need_str(body, "uid"))

@@ -52,6 +52,26 @@ class GamelogSpout(SourceSpout):
     def parse(self, raw: bytes, now: float) -> dict[str, Any]:
         """The body of one raw gamelog line (raises Invalid with the reason)."""
         rec = parse_object(raw)
+        body = self._parse_fast(rec, now)
+        return body if body is not None else self._parse_checked(rec, now)
+
+    def _parse_fast(self, rec: dict[str, Any], now: float) -> dict[str, Any] | None:
+        """The well-formed common case with exact type checks; None sends it to the checked path."""
+        op, data, area, ts = rec.get("op"), rec.get("data"), rec.get("area"), rec.get("ts")
+        if type(op) is not dict or type(data) is not dict or type(ts) is not int:
+            return None
+        code, plat, uid = op.get("code"), data.get("corpid"), data.get("acct")
+        if not (type(code) is str and code and type(area) is str and area.strip()
+                and self.min_ts <= ts <= now + self.max_future_seconds):
+            return None
+        plat = plat if type(plat) is str and plat.strip() else str(plat) if type(plat) is int else None
+        uid = uid if type(uid) is str and uid.strip() else str(uid) if type(uid) is int else None
+        if plat is None or uid is None:
+            return None
+        return {"game": self.game, "area": area, "plat": plat, "uid": uid, "ts": ts, "code": code, "data": data}
+
+    def _parse_checked(self, rec: dict[str, Any], now: float) -> dict[str, Any]:
+        """Field by field, so a bad record is rejected with the exact reason."""
         op = require(rec, "op")
         if not isinstance(op, dict):
             raise Invalid(f"type: op must be an object, got {type(op).__name__}")
