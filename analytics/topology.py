@@ -31,6 +31,7 @@ DEFAULT_COMPONENTS: list[tuple[str, str]] = [
     ("gamelog", "spouts.gamelog:GamelogSpout"),
     ("payment", "spouts.payment:PaymentSpout"),
     ("syncuser", "spouts.syncuser:SyncUserSpout"),
+    ("http", "spouts.http_intake:HttpIntakeSpout"),
     ("loginhour", "bolts.login:LoginHourBolt"),
     ("loginday", "bolts.login:LoginDayBolt"),
     ("signuphour", "bolts.signup:SignupHourBolt"),

@@ -1,0 +1,222 @@
+"""The HTTP intake's request handlers: event save (one, JSON array, NDJSON) and the GIF beacon.
+
+Handlers validate (analytics.web.events) and put accepted events on a bounded
+gevent queue that HttpIntakeSpout.next_tuple drains; a full queue answers 503
+with Retry-After, so a burst is pushed back to the clients, never dropped.
+"""
+from __future__ import annotations
+
+import base64
+import hmac
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import falcon
+import gevent.queue
+
+from analytics.web.events import Accepted, Invalid, Limits, from_query, parse_batch, validate
+
+__all__ = ["Intake", "IntakeSettings", "EventSaveResource", "PixelResource", "PIXEL_GIF", "NO_CACHE"]
+
+log = logging.getLogger(__name__)
+
+#: The 1x1 transparent GIF the beacon answers with.
+PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+#: Headers that keep browsers and proxies from caching the beacon (so every hit arrives).
+NO_CACHE = {"Cache-Control": "no-cache, no-store, must-revalidate", "Pragma": "no-cache", "Expires": "0"}
+
+
+@dataclass
+class IntakeSettings:
+    """The intake part of the [http] table."""
+    #: Largest accepted request body, in bytes (413 beyond).
+    max_body_bytes: int = 1 << 20
+    #: Most events in one batch request (413 beyond).
+    max_batch: int = 1000
+    #: Accepted events waiting for the spout; when full, requests get 503.
+    queue_size: int = 10000
+    #: Seconds a 503 tells the client to wait (Retry-After).
+    retry_after: int = 1
+    #: API key -> source name; empty: no key needed.
+    api_keys: dict[str, str] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any]) -> "IntakeSettings":
+        lim = {k: int(table[k]) for k in ("max_field_chars", "max_data_bytes", "max_future_seconds", "min_ts")
+               if k in table}
+        keys = table.get("api_keys") or {}
+        if not isinstance(keys, Mapping) or not all(isinstance(k, str) and isinstance(v, str)
+                                                    for k, v in keys.items()):
+            from analytics.config import ConfigError
+            raise ConfigError(f"[http] api_keys must be a table of \"key\" = \"source-name\", got {keys!r}")
+        return cls(max_body_bytes=int(table.get("max_body_bytes", cls.max_body_bytes)),
+                   max_batch=int(table.get("max_batch", cls.max_batch)),
+                   queue_size=int(table.get("queue_size", cls.queue_size)),
+                   retry_after=int(table.get("retry_after", cls.retry_after)),
+                   api_keys=dict(keys), limits=Limits(**lim))
+
+
+class Intake:
+    """What the handlers share with the spout: the queue, the limits, keys, counters."""
+
+    def __init__(self, settings: IntakeSettings, *, reject: Callable[[Any, str], None] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.queue: gevent.queue.Queue = gevent.queue.Queue(maxsize=settings.queue_size)
+        self.reject = reject or (lambda raw, reason: None)
+        self.clock = clock
+        #: Accepted events per source name ('' without API keys), and 503 answers.
+        self.accepted: dict[str, int] = {}
+        self.rejected = 0
+        self.busy = 0
+
+    def source_of(self, key: str | None) -> str | None:
+        """The source name an API key stands for; '' when no keys are configured; None if refused."""
+        keys = self.settings.api_keys
+        if not keys:
+            return ""
+        if not key:
+            return None
+        for k, source in keys.items():
+            if hmac.compare_digest(k.encode(), key.encode()):
+                return source
+        return None
+
+    def check(self, event: Any) -> Accepted:
+        try:
+            return validate(event, self.clock(), self.settings.limits)
+        except Invalid as exc:
+            self.rejected += 1
+            self.reject(event if not isinstance(event, Invalid) else "", str(exc))
+            raise
+
+    def room(self) -> int:
+        return self.settings.queue_size - self.queue.qsize()
+
+    def put(self, items: list[Accepted], source: str) -> bool:
+        """Queue all of `items` or none of them (False: the queue is full)."""
+        if len(items) > self.room():
+            self.busy += 1
+            return False
+        for a in items:
+            self.queue.put_nowait(a)
+        self.accepted[source] = self.accepted.get(source, 0) + len(items)
+        return True
+
+    def drain(self, n: int) -> list[Accepted]:
+        out = []
+        while len(out) < n:
+            try:
+                out.append(self.queue.get_nowait())
+            except gevent.queue.Empty:
+                break
+        return out
+
+
+def _fail(status: str, message: str, **headers: str) -> falcon.HTTPError:
+    """An HTTP error whose JSON body is {"error": message} (see analytics.web.app.error_serializer)."""
+    return falcon.HTTPError(status, description=message, headers=headers or None)
+
+
+class EventSaveResource:
+    """POST /api/v1/event/save: one JSON event, a JSON array, or NDJSON (application/x-ndjson)."""
+
+    def __init__(self, intake: Intake) -> None:
+        self.intake = intake
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        intake, st = self.intake, self.intake.settings
+        source = intake.source_of(req.get_header("X-API-Key"))
+        if source is None:
+            raise _fail(falcon.HTTP_401, "missing or unknown API key (send it in the X-API-Key header)")
+        if req.content_length is not None and req.content_length > st.max_body_bytes:
+            raise _fail(falcon.HTTP_413, f"body of {req.content_length} bytes exceeds max_body_bytes "
+                                         f"({st.max_body_bytes})")
+        body = req.bounded_stream.read(st.max_body_bytes + 1)
+        if len(body) > st.max_body_bytes:
+            raise _fail(falcon.HTTP_413, f"body exceeds max_body_bytes ({st.max_body_bytes})")
+        ndjson = (req.content_type or "").split(";")[0].strip().lower() in ("application/x-ndjson",
+                                                                              "application/ndjson")
+        try:
+            parsed = parse_batch(body, ndjson)
+        except Invalid as exc:
+            intake.rejected += 1
+            intake.reject(body[:4096], str(exc))
+            raise _fail(falcon.HTTP_400, str(exc))
+        if isinstance(parsed, dict):
+            try:
+                accepted = intake.check(parsed)
+            except Invalid as exc:
+                raise _fail(falcon.HTTP_400, str(exc))
+            if not intake.put([accepted], source):
+                raise self._busy()
+            resp.media = {"message_id": accepted.id}
+            return
+        if len(parsed) > st.max_batch:
+            raise _fail(falcon.HTTP_413, f"batch of {len(parsed)} events exceeds max_batch ({st.max_batch})")
+        good: list[Accepted] = []
+        rejected: list[dict[str, Any]] = []
+        for i, item in enumerate(parsed):
+            if isinstance(item, Invalid):
+                intake.rejected += 1
+                intake.reject("", f"{item} (batch index {i})")
+                rejected.append({"index": i, "error": str(item)})
+                continue
+            try:
+                good.append(intake.check(item))
+            except Invalid as exc:
+                rejected.append({"index": i, "error": str(exc)})
+        if good and not intake.put(good, source):
+            raise self._busy()
+        resp.media = {"accepted": len(good), "rejected": rejected, "message_ids": [a.id for a in good]}
+
+    def _busy(self) -> falcon.HTTPError:
+        st = self.intake.settings
+        return _fail(falcon.HTTP_503, f"intake queue is full ({st.queue_size} events): retry after "
+                                      f"{st.retry_after}s", **{"Retry-After": str(st.retry_after)})
+
+
+class PixelResource:
+    """GET /pixel.gif?...: a 1x1 GIF whatever happens; the query string is the event.
+
+    The API key may come as X-API-Key or as an `api_key` parameter (an <img> cannot
+    set headers). Rejections are counted and dead-lettered; a full queue is counted
+    as busy (the beacon cannot ask for a retry).
+    """
+
+    def __init__(self, intake: Intake) -> None:
+        self.intake = intake
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = "image/gif"
+        resp.data = PIXEL_GIF
+        for k, v in NO_CACHE.items():
+            resp.set_header(k, v)
+        intake = self.intake
+        params = dict(req.params)
+        key = params.pop("api_key", None) or req.get_header("X-API-Key")
+        source = intake.source_of(key if isinstance(key, str) else None)
+        if source is None:
+            intake.rejected += 1
+            intake.reject(req.query_string[:4096], "auth: missing or unknown API key")
+            return
+        if len(req.query_string) > intake.settings.max_body_bytes:
+            intake.rejected += 1
+            intake.reject(req.query_string[:4096], "size: query string too long")
+            return
+        try:
+            event = from_query(params)
+        except Invalid as exc:
+            intake.rejected += 1
+            intake.reject(req.query_string[:4096], str(exc))
+            return
+        try:
+            accepted = intake.check(event)
+        except Invalid:
+            return
+        if not intake.put([accepted], source):
+            # Not dropped silently: the event waits in the dead letters for a replay.
+            intake.reject(accepted.raw, "busy: intake queue full (beacon; replay from the dead letters)")
