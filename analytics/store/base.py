@@ -207,8 +207,10 @@ def check_upsert(up: Upsert) -> None:
         for f in fields or ():
             if not _plain_field(f):
                 raise StoreError(f"bad field name {f!r} in {op} for {up.collection!r}")
-            if f in up.key:
-                raise StoreError(f"field {f!r} is part of the key and cannot be updated with {op}")
+            if f in up.key and not (op in ("$set", "$setOnInsert") and fields[f] == up.key[f]):
+                # Changing a key field would move the document off its key (and the
+                # backends would disagree); setting it to the key's own value is harmless.
+                raise StoreError(f"field {f!r} is part of the key and cannot be changed with {op}")
             if f in owner:
                 raise StoreError(f"field {f!r} appears in both {owner[f]} and {op} "
                                  f"(MongoDB rejects this update)")

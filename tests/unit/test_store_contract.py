@@ -145,10 +145,18 @@ def test_same_field_in_two_operators_is_rejected(store: Store) -> None:
     assert store.unseen("login", ["r1"]) == {"r1"}
 
 
+def test_setting_a_key_field_to_its_own_value_is_allowed(store: Store) -> None:
+    b = Batch()
+    b.upsert("user", K, set={"game": "dl", "name": "a"}, set_on_insert={"ts": K["ts"]})
+    store.apply(b)
+    assert doc(store, "user") == {**K, "name": "a"}
+
+
 def test_bad_upserts_are_rejected(store: Store) -> None:
     for kwargs, msg in [(dict(collection="members", key=K, inc={"n": 1}), "bad collection"),
                         (dict(collection="c", key={}, inc={"n": 1}), "empty key"),
                         (dict(collection="c", key=K, set={"ts": 1}), "part of the key"),
+                        (dict(collection="c", key=K, max={"ts": K["ts"]}), "part of the key"),
                         (dict(collection="c", key=K, inc={"a.b": 1}), "bad field name"),
                         (dict(collection="c", key=K, inc={"n": "1"}), "non-number")]:
         with pytest.raises(StoreError, match=msg):
