@@ -136,6 +136,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from gevent import monkey
+    monkey.patch_all()
+    from analytics.logs import setup_logging
+    from analytics.web.serve import serve
+    setup_logging(args.log_level)
+    return serve(_settings(args), args.host, args.port)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="analytics", description="Real-time game analytics: spouts -> broker -> bolts -> store.")
     ap.add_argument("--config", help="TOML configuration file (default: $ANALYTICS_CONFIG)")
@@ -162,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("demo", cmd_demo, "replay the sample logs in data/ through the whole topology and print the stats")
     p.add_argument("--store", help="store URL (default: a fresh SQLite file under data/)")
-    p.add_argument("--samples", default="data", help="directory holding *_sample.txt (default data)")
+    p.add_argument("--samples", default="data", help="directory holding *_sample.txt and samples.toml (default data)")
     p.add_argument("--mode", choices=["inproc", "tcp"])
 
     p = add("query", cmd_query, "print stored documents of one collection, one per line")
@@ -194,6 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
         if name != "start":
             p.add_argument("--timeout", type=float, default=30.0,
                            help="seconds each group (spouts, bolts, broker) gets before SIGKILL (default 30)")
+
+    p = add("serve", cmd_serve, "serve the stats API and the dashboard over the configured store (no intake)")
+    p.add_argument("--host", help="listen address (default: [http] host or 127.0.0.1)")
+    p.add_argument("--port", type=int, help="listen port, 0 for any free one (default: [http] port or 8600)")
+    p.add_argument("--store")
 
     p = add("status", cmd_status, "show the live topology from etcd (or, without etcd, this host's pid files); "
                                   "exit 1 if a node is failing or missing")
