@@ -2,6 +2,7 @@
 
     GET /api/v1/stats/{collection}?game=&area=&plat=&from=&to=&limit=&userlist=
     GET /api/v1/collections
+    GET /api/v1/games                 (games, their zones and areas: the dashboard's selector)
     GET /api/v1/crm/user-stat/total-user?game=&area=&plat=
     GET|POST /api/v1/crm/daily-stat/active-user?date=YYYY-MM-DD&game=&area=&plat=
 
@@ -21,7 +22,7 @@ from analytics.config import Settings
 from analytics.query import QueryError, collections, parse_time, query
 from analytics.store.base import Store
 
-__all__ = ["StatsResource", "CollectionsResource", "TotalUserResource", "ActiveUserResource", "bad_request"]
+__all__ = ["StatsResource", "CollectionsResource", "GamesResource", "TotalUserResource", "ActiveUserResource", "bad_request"]
 
 _STATS_PARAMS = {"game", "area", "plat", "from", "to", "limit", "userlist"}
 _FILTER_PARAMS = {"game", "area", "plat"}
@@ -81,6 +82,21 @@ class CollectionsResource:
             name: {"key": list(c.key), "fields": c.fields, "doc": c.doc, "writer": c.writer,
                    "userlist": bool(c.userlist_set)}
             for name, c in sorted(collections().items())}}
+
+
+class GamesResource:
+    """The games and areas the store knows (serverstarttime), with each game's time zone: the dashboard's selector."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store, self.settings = store, settings
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        _params(req, set())
+        games: dict[str, set[str]] = {}
+        for d in query(self.store, "serverstarttime"):
+            games.setdefault(d["game"], set()).add(d["area"])
+        resp.media = {"games": [{"game": g, "tz": self.settings.tz_of(g), "areas": sorted(a)}
+                                for g, a in sorted(games.items())]}
 
 
 class TotalUserResource:

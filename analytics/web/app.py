@@ -7,7 +7,7 @@ import falcon
 
 from analytics.config import Settings
 from analytics.store.base import Store
-from analytics.web.api import ActiveUserResource, CollectionsResource, StatsResource, TotalUserResource
+from analytics.web.api import ActiveUserResource, CollectionsResource, GamesResource, StatsResource, TotalUserResource
 from analytics.web.intake import EventSaveResource, Intake, PixelResource
 
 __all__ = ["create_app", "STATIC_DIR", "error_serializer"]
@@ -41,6 +41,7 @@ def create_app(settings: Settings, store: Store | None, intake: Intake | None = 
     if store is not None:
         app.add_route("/api/v1/stats/{collection}", StatsResource(store, settings))
         app.add_route("/api/v1/collections", CollectionsResource())
+        app.add_route("/api/v1/games", GamesResource(store, settings))
         app.add_route("/api/v1/crm/user-stat/total-user", TotalUserResource(store, settings))
         app.add_route("/api/v1/crm/daily-stat/active-user", ActiveUserResource(store, settings))
         app.add_route("/", _Index())
