@@ -71,11 +71,19 @@ def _line(obj: Mapping[str, Any]) -> str:
 
 
 def generate(out_dir: str | Path, *, seed: int = 1, games: Mapping[str, str] | None = None, days: int = 2,
-             users: int = 40, tag: str = "sample", duplicates: float = 0.02, malformed: bool = True) -> Summary:
-    """Write the sample files into out_dir (created if needed); returns what was written and the truth."""
+             users: int = 40, tag: str = "sample", duplicates: float = 0.02, malformed: bool = True,
+             areas: int = 1, activity: float = 0.65, start: int = START) -> Summary:
+    """Write the sample files into out_dir (created if needed); returns what was written and the truth.
+
+    `areas` game servers per game (users are spread over them), `activity` the chance that a
+    user plays on a given day, `start` the first day (its day start in each game's zone).
+    The defaults give the committed sample's bytes.
+    """
     games = dict(games or DEFAULT_GAMES)
-    if days < 1 or users < 1:
-        raise ValueError(f"days and users must be >= 1, got days={days!r} users={users!r}")
+    if days < 1 or users < 1 or areas < 1:
+        raise ValueError(f"days, users and areas must be >= 1, got days={days!r} users={users!r} areas={areas!r}")
+    if not 0 < activity <= 1:
+        raise ValueError(f"activity must be in (0, 1], got {activity!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rnd = random.Random(seed)
@@ -92,15 +100,19 @@ def generate(out_dir: str | Path, *, seed: int = 1, games: Mapping[str, str] | N
             grade_at[k] = (ts, grade)
 
     for game, tz in games.items():
-        area = _AREAS.get(game, f"area-{game}")
+        base_area = _AREAS.get(game, f"area-{game}")
+        area_ids = [base_area] + [f"{base_area}-{k}" for k in range(1, areas)]
         gamelog: list[tuple[int, str]] = []
-        first_day = day_start(START, tz)
+        first_day = day_start(start, tz)
         people = [(f"{game[:2]}{i:05d}", _PLATS[i % len(_PLATS)]) for i in range(users)]
+        area_of = {uid: area_ids[(i // len(_PLATS)) % areas] for i, (uid, _) in enumerate(people)}
+        plat_of = dict(people)
         level = {uid: 1 for uid, _ in people}
         yuanbao = {uid: 100 for uid, _ in people}
         seen_before: set[str] = set()
 
         def log(code: str, uid: str, plat: str, ts: int, **data: Any) -> None:
+            area = area_of[uid]
             d = {"corpid": int(plat), "type": code.split("_")[0], "server_name": f"server-{game}",
                  "opno": OPNO[code], "opname": code, "acct": uid, **data}
             gamelog.append((ts, _line({"op": {"code": code, "id": OPNO[code]}, "area": area, "ts": ts, "data": d})))
@@ -111,8 +123,9 @@ def generate(out_dir: str | Path, *, seed: int = 1, games: Mapping[str, str] | N
             day = add_days(first_day, d, tz)
             day_pay: dict[str, list[tuple[int, float]]] = defaultdict(list)
             for uid, plat in people:
-                if rnd.random() > 0.65:
+                if rnd.random() > activity:
                     continue
+                area = area_of[uid]
                 t0 = day + rnd.randrange(0, 86400 - 7200)
                 if uid not in seen_before:
                     seen_before.add(uid)
@@ -175,12 +188,12 @@ def generate(out_dir: str | Path, *, seed: int = 1, games: Mapping[str, str] | N
                 sync_lines.append((sync_ts, _line(rec)))
                 newer_grade((game, area, plat, uid), sync_ts, grade)
             # payment snapshots of the day: cumulative per-user totals at three moments, per plat
-            for plat in _PLATS:
+            for area, plat in [(a, p) for a in area_ids for p in _PLATS]:
                 totals: dict[str, tuple[int, float]] = {}
                 for cut in (day + 28800, day + 57600, day + 86399):
                     snap = {}
                     for uid, orders in sorted(day_pay.items()):
-                        if dict(people).get(uid) != plat:
+                        if plat_of.get(uid) != plat or area_of[uid] != area:
                             continue
                         done = [a for ts, a in orders if ts <= cut]
                         if done:
