@@ -52,15 +52,36 @@ def _print_report(report: Any, topology_problems: list[str], as_json: bool) -> N
         print(f"problem: {p}", file=sys.stderr)
 
 
+#: Record kinds a replay reads; a disk log's name starts with its kind ('payment_202501071200.txt').
+REPLAY_SOURCES = ("gamelog", "payment", "syncuser", "http")
+
+
+def _files_by_source(files: list[str], source: str | None) -> dict[str, list[str]]:
+    """Group the replay's files by record kind: --source for all, else each file's name prefix.
+
+    One replay of every source at once feeds the bolts that need several of them
+    (server, usercenter, ...); a replay of one source alone leaves those out.
+    """
+    if source:
+        return {source: list(files)}
+    groups: dict[str, list[str]] = {}
+    for f in files:
+        name = os.path.basename(f)
+        kind = next((k for k in REPLAY_SOURCES if name.startswith(k + "_")), "gamelog")
+        groups.setdefault(kind, []).append(f)
+    return groups
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from analytics.app import replay, source_spec
     from analytics.logs import setup_logging
     from analytics.topology import default_topology
     setup_logging(args.log_level)
     settings = _settings(args)
-    spec = source_spec(settings, args.source, args.files, args.game)
-    report = replay(settings, [spec], progress=not args.no_progress, timeout=args.timeout)
-    topology = default_topology(settings).with_spouts([spec])
+    specs = [source_spec(settings, source, files, args.game)
+             for source, files in _files_by_source(args.files, args.source).items()]
+    report = replay(settings, specs, progress=not args.no_progress, timeout=args.timeout)
+    topology = default_topology(settings).with_spouts(specs)
     problems = report.problems(topology)
     _print_report(report, problems, args.json)
     return EXIT_PROBLEM if problems else EXIT_OK
@@ -160,7 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("replay", cmd_replay, "feed log files through the topology, wait until every tuple is stored, print counts")
     p.add_argument("files", nargs="+", metavar="FILE", help="disk logs or other JSON-lines files (globs allowed)")
-    p.add_argument("--source", default="gamelog", choices=["gamelog", "payment", "syncuser"], help="record kind (default gamelog)")
+    p.add_argument("--source", choices=REPLAY_SOURCES,
+                   help="record kind of every FILE (default: from each file's name, <source>_*.txt as the "
+                        "disk logs are named, else gamelog); replay all sources in one command so that bolts "
+                        "fed by several of them (server, usercenter, ...) run too")
     p.add_argument("--game", help="game name for gamelog records (they do not carry it)")
     p.add_argument("--tz", help="IANA time zone of the game's days (overrides the configuration)")
     p.add_argument("--store", help="store URL (default: $ANALYTICS_STORE or sqlite:///data/analytics.db)")

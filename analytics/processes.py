@@ -270,8 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     if store is not None:
         store.close()
     zctx.destroy(linger=5000)
-    log.info("%s stopped%s", label, "" if g.successful() else f": {g.exception!r}")
-    return 0 if g.successful() else 1
+    code = 0 if g.successful() else 1
+    log.info("%s stopped, exit %d%s", label, code, "" if g.successful() else f": {g.exception!r}")
+    return code
 
 
 if __name__ == "__main__":

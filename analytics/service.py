@@ -9,6 +9,7 @@ Which processes this host runs comes from the optional ``[service]`` table:
 
     [service]
     broker = true                       # run the broker here (default true)
+    expect = ["loginhour"]              # bolts the broker waits for (default: every bolt)
     components = ["gamelog", "payment"] # default: every component of the topology
 
 and the command line can narrow it further (``analytics start loginhour broker``).
@@ -59,10 +60,10 @@ def _service_options(settings: Settings) -> dict[str, Any]:
     opts = settings.extra.get("service", {})
     if not isinstance(opts, dict):
         raise ConfigError(f"[service] must be a table, not {opts!r}")
-    unknown = set(opts) - {"broker", "components", "start_check_seconds"}
+    unknown = set(opts) - {"broker", "components", "expect", "start_check_seconds"}
     if unknown:
         raise ConfigError(f"[service]: unknown setting(s) {', '.join(sorted(unknown))} "
-                          "(known: broker, components, start_check_seconds)")
+                          "(known: broker, components, expect, start_check_seconds)")
     return opts
 
 
@@ -84,7 +85,12 @@ def plan(settings: Settings, only: Sequence[str] | None = None) -> list[Proc]:
                           f"(known: {', '.join(topology.specs)})")
     procs: list[Proc] = []
     if opts.get("broker", True):
-        procs.append(Proc("broker", "broker", ("broker",)))
+        expect = opts.get("expect")
+        if expect is not None:
+            bad = [n for n in expect if n not in topology.bolts]
+            if bad:
+                raise ConfigError(f"[service] expect: not bolts of the topology: {', '.join(map(str, bad))}")
+        procs.append(Proc("broker", "broker", ("broker",) if expect is None else ("broker", "--expect", ",".join(expect))))
     for name in topology.bolts + topology.spouts:
         if name not in wanted:
             continue

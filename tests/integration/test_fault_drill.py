@@ -1,0 +1,220 @@
+"""Fault drill: the multi-process topology under `analytics start`, killed -9 piece by piece
+mid-stream, restarted, then the disk logs replayed the way docs/operations.md tells an
+operator. Every stored collection must equal an undisturbed replay of the same input.
+
+Also: SIGTERM of a running bolt process flushes what it holds and exits 0.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from analytics.processes import free_port
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+GAME = "dl"
+SPOUTS = ("gamelog", "payment", "syncuser")
+
+
+def write_config(path: Path, root: Path, *, sources: dict | None = None, extra: str = "") -> Path:
+    """A configuration whose every path lives under `root`, with tcp endpoints on free ports."""
+    lines = [
+        "[analytics]",
+        f'store = "sqlite:///{root}/data/analytics.db"',
+        f'data_dir = "{root}/data"',
+        f'run_dir = "{root}/run"',
+        "[broker]",
+        f'receiver = "tcp://127.0.0.1:{free_port()}"',
+        f'sender = "tcp://127.0.0.1:{free_port()}"',
+        f"[games.{GAME}]",
+        'tz = "Asia/Shanghai"',
+    ]
+    for name, opts in (sources or {}).items():
+        lines.append(f"[sources.{name}]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in opts.items()]
+    path.write_text("\n".join(lines) + "\n" + extra)
+    return path
+
+
+def cli(config: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "analytics.cli", "--config", str(config), *args],
+                          cwd=config.parent, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def ok(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 0, f"{result.args} -> {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def pid_of(root: Path, name: str) -> int:
+    return int((root / "run" / f"{name}.pid").read_text())
+
+
+def count(path: Path, text: str) -> int:
+    try:
+        return path.read_text(errors="replace").count(text)
+    except FileNotFoundError:
+        return 0
+
+
+def dump_store(config: Path) -> dict[str, list[str]]:
+    from analytics.config import load_settings
+    from analytics.schema import all_collections
+    from analytics.store import open_store
+    settings = load_settings(config, env={})
+    with open_store(settings.store) as store:
+        return {c: sorted(json.dumps(d, sort_keys=True, default=str) for d in store.find(c))
+                for c in sorted(all_collections())}
+
+
+def sample(out: Path, users: int, days: int = 2) -> dict[str, list[str]]:
+    """Input lines per source (analytics.sample: every op code, duplicates, malformed lines)."""
+    from analytics.sample import generate
+    summary = generate(out, seed=11, games={GAME: "Asia/Shanghai"}, days=days, users=users)
+    by_source: dict[str, list[str]] = {}
+    for name, path in summary.files.items():
+        by_source[name.split("_")[0]] = Path(path).read_text().splitlines(keepends=True)
+    assert set(by_source) == set(SPOUTS), summary.files
+    return by_source
+
+
+def replay_all(config: Path, files: list[str]) -> None:
+    """One replay of every source (the kind comes from each file's name, as the disk logs are named)."""
+    result = cli(config, "replay", "--game", GAME, "--no-progress", "--timeout", "120", *files)
+    ok(result)
+    print(result.stderr.strip())
+
+
+@pytest.mark.timeout(240)
+def test_fault_drill_kill_restart_replay_equals_an_undisturbed_run(tmp_path):
+    staging, live = tmp_path / "staging", tmp_path / "live"
+    inputs = sample(staging, users=250)
+    total = sum(len(v) for v in inputs.values())
+    indir = live / "in"
+    indir.mkdir(parents=True)
+    sources = {s: {"files": [f"{indir}/{s}_*.txt"], "follow": True, "rescan_seconds": 0.2} for s in SPOUTS}
+    sources["gamelog"]["game"] = GAME
+    cfg = write_config(live / "analytics.toml", live, sources=sources, extra="[http]\nport = 0\n")
+
+    ok(cli(cfg, "start"))
+    # Feed the input in four slices; between slices kill -9 one kind of process and restart it.
+    kills = ["broker", "gamelog", "loginhour", None]
+    killed = []
+    for i, victim in enumerate(kills):
+        for source, lines in inputs.items():
+            part = lines[len(lines) * i // 4: len(lines) * (i + 1) // 4]
+            with open(indir / f"{source}_feed.txt", "a") as fh:
+                fh.writelines(part)
+        time.sleep(1.5)  # mid-stream: the spouts are reading and the bolts holding unflushed state
+        if victim:
+            os.kill(pid_of(live, victim), signal.SIGKILL)
+            killed.append(victim)
+            time.sleep(0.3)
+            out = ok(cli(cfg, "start"))
+            assert f"{victim}: started" in out and "already running" in out, out
+    status = cli(cfg, "status")
+    assert status.returncode == 0, status.stdout + status.stderr
+
+    # Completion: once the spouts' disk logs stop growing, stop the spouts (SIGTERM: they save
+    # their offsets and send end-of-stream barriers). Every input byte must have been read; then
+    # every bolt drains (flushes everything the barriers say was sent) and logs "drained".
+    sizes = {s: (indir / f"{s}_feed.txt").stat().st_size for s in SPOUTS}
+    for attempt in range(5):
+        previous, stable_since = None, time.monotonic()
+        while time.monotonic() - stable_since < 2.0:
+            now = sorted((p.name, p.stat().st_size) for p in (live / "data").glob("*_*.txt"))
+            if now != previous:
+                previous, stable_since = now, time.monotonic()
+            time.sleep(0.2)
+        rows = [ln.split() for ln in ok(cli(cfg, "status")).splitlines()[1:-1]]
+        bolts = [r[0] for r in rows if r[1] == "bolt"]
+        spouts = [r[0] for r in rows if r[1] == "spout"]  # also the HTTP intake: its barriers count too
+        drained_before = {b: count(live / "run" / f"{b}.log", " drained: ") for b in bolts}
+        ok(cli(cfg, "stop", *spouts))
+        offsets = {}
+        for s in SPOUTS:
+            state = json.loads((live / "data" / "spoolstate" / f"{s}.json").read_text())
+            offsets[s] = sum(f["offset"] for f in state["files"].values())
+        if offsets == sizes:
+            break
+        ok(cli(cfg, "start", *spouts))  # not everything read yet: let them go on
+    else:
+        pytest.fail(f"spouts did not read all input: offsets {offsets}, sizes {sizes}")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        pending = [b for b in bolts if count(live / "run" / f"{b}.log", " drained: ") <= drained_before[b]]
+        if not pending:
+            break
+        time.sleep(0.3)
+    assert not pending, f"bolts not drained: {pending}"
+    stopped = ok(cli(cfg, "stop"))
+    assert "KILLED" not in stopped, stopped
+
+    before_replay = dump_store(cfg)
+    # After a crash: replay the disk logs (idempotent: what was counted is not counted again).
+    replay_all(cfg, [str(live / "data" / f"{s}_*.txt") for s in SPOUTS])
+    drill = dump_store(cfg)
+
+    # The undisturbed run: a plain replay of the same input into a fresh store.
+    base = tmp_path / "base"
+    (base / "in").mkdir(parents=True)
+    for s, lines in inputs.items():
+        (base / "in" / f"{s}_feed.txt").write_text("".join(lines))
+    base_cfg = write_config(base / "analytics.toml", base)
+    replay_all(base_cfg, [str(base / "in" / f"{s}_feed.txt") for s in SPOUTS])
+    expected = dump_store(base_cfg)
+
+    stored = sum(len(v) for v in expected.values())
+    print(f"fault drill: {total} input lines, killed {killed}, {len(expected)} collections, {stored} documents")
+    same_live = sum(before_replay[c] == expected[c] for c in expected)
+    print(f"before the replay {same_live} of {len(expected)} collections already matched")
+    assert stored > 100, expected
+    differ = [c for c in expected if drill[c] != expected[c]]
+    assert not differ, {c: (len(drill[c]), len(expected[c]), sorted(set(drill[c]) ^ set(expected[c]))[:4])
+                        for c in differ}
+
+
+@pytest.mark.timeout(120)
+def test_sigterm_of_a_bolt_process_flushes_what_it_holds(tmp_path):
+    inputs = sample(tmp_path / "staging", users=40, days=1)
+    indir = tmp_path / "in"
+    indir.mkdir()
+    (indir / "gamelog_feed.txt").write_text("".join(inputs["gamelog"]))
+    # The bolt never flushes on its own: only SIGTERM can put its figures in the store.
+    extra = ('[service]\ncomponents = ["gamelog", "loginhour"]\nexpect = ["loginhour"]\n'
+             "[components.loginhour]\nflush_every = 1000000\nflush_seconds = 3600\n")
+    cfg = write_config(tmp_path / "analytics.toml", tmp_path,
+                       sources={"gamelog": {"files": [f"{indir}/gamelog_*.txt"], "game": GAME}}, extra=extra)
+    ok(cli(cfg, "start"))
+    try:
+        deadline = time.monotonic() + 30
+        state = tmp_path / "data" / "spoolstate" / "gamelog.json"
+        size = (indir / "gamelog_feed.txt").stat().st_size
+        while time.monotonic() < deadline:
+            ok(cli(cfg, "status"))
+            if state.exists() and sum(f["offset"] for f in json.loads(state.read_text())["files"].values()) == size:
+                break
+            time.sleep(0.3)
+        time.sleep(1.0)  # delivered through the broker
+        assert dump_store(cfg)["loginhour"] == [], "flushed before SIGTERM: the test proves nothing"
+        pid = pid_of(tmp_path, "loginhour")
+        out = ok(cli(cfg, "stop", "loginhour"))
+        assert f"loginhour: stopped (pid {pid}" in out, out
+        assert "loginhour stopped, exit 0" in (tmp_path / "run" / "loginhour.log").read_text()
+        got = dump_store(cfg)["loginhour"]
+    finally:
+        cli(cfg, "stop")
+    base = tmp_path / "base"
+    base_cfg = write_config(tmp_path / "base.toml", base)
+    ok(cli(base_cfg, "replay", "--source", "gamelog", "--game", GAME, "--no-progress", str(indir / "gamelog_feed.txt")))
+    assert got and got == dump_store(base_cfg)["loginhour"]
