@@ -9,9 +9,11 @@ Flow for kind 'login' (the others are the same with their own names):
 
 * ``loginhour`` subscribes ``gamelog.login_logcount``; per (game, area, plat, hour)
   it adds the uid to membership set ``login_hour`` and stores the set's size in
-  ``loginhour.count``. Each (game, area, plat, hour, uid) it has not seen since it
-  started is emitted once on ``login.hour`` as {game, area, plat, uid, ts}.
-* ``loginday`` subscribes ``login.hour``; per (game, area, plat, day) it adds the uid
+  ``loginhour.count``. After each flush it emits, per (game, area, plat, hour), the
+  users it had not seen there since it started, as the seed's hour document
+  shape {game, area, plat, ts: hour start, userlist: [...]} on ``login.hour``
+  (one tuple per server-hour and up to `userlist_chunk` users, not one per user).
+* ``loginday`` subscribes ``login.hour``; per (game, area, plat, day) it adds the users
   to ``login_day`` (size into ``loginday.count``), keeps each user's first day in
   ``userfirst.ts`` ($min), and after each flush emits one ``login.day`` tuple per
   touched day with the count read back from the store.
@@ -156,12 +158,14 @@ def counting_collections(kind: CountingKind, hour_writer: str, day_writer: str) 
 # -- bolts -------------------------------------------------------------------------------
 
 class HourCountBolt(Bolt):
-    """Distinct users per hour from one gamelog op code; forwards each new (hour, user) to the day bolt."""
+    """Distinct users per hour from one gamelog op code; forwards each hour's new users to the day bolt."""
 
     #: Set by the subclass: which names it counts under.
     kind: ClassVar[CountingKind]
     #: How many hour starts the "already emitted" memory keeps.
     keep_periods: ClassVar[int] = 72
+    #: Most users in one emitted hour tuple (bounds a frame's size).
+    userlist_chunk: ClassVar[int] = 1000
 
     def __init__(self, ctx: Context, name: str | None = None, **options: Any) -> None:
         super().__init__(ctx, name, **options)
@@ -169,18 +173,21 @@ class HourCountBolt(Bolt):
 
     def process(self, tup: Tuple) -> None:
         ev = gamelog_event(tup.body)
-        key, new = self.periods.add(ev.server, ev.uid, ev.ts, self.settings.tz_of(ev.game))
-        if new:
-            topic = self.kind.hour_topic
-            self.emit(topic, {"game": ev.game, "area": ev.area, "plat": ev.plat, "uid": ev.uid, "ts": ev.ts},
-                      id=derived_id(topic, ev.game, ev.area, ev.plat, key.ts, ev.uid), ts=ev.ts)
+        self.periods.add(ev.server, ev.uid, ev.ts, self.settings.tz_of(ev.game))
 
     def flush(self, batch: Batch) -> None:
         k = self.kind
+        chunk = int(self.option("userlist_chunk", self.userlist_chunk))
         for key, uids in self.periods.take().items():
             doc_key = key.doc_key()
             batch.upsert(k.hour_collection, doc_key, set={"type": k.type})
             batch.add_members(MemberKey(k.hour_set, *key), uids, count_into=(k.hour_collection, doc_key, "count"))
+            ordered = sorted(uids)
+            for i in range(0, len(ordered), chunk):
+                part = ordered[i:i + chunk]
+                # Published after this batch is stored; the day bolt's membership makes repeats harmless.
+                self.emit(k.hour_topic, {**doc_key, "userlist": part},
+                          id=derived_id(k.hour_topic, *key, *part), ts=key.ts)
 
 
 class DayCountBolt(Bolt):
@@ -198,7 +205,12 @@ class DayCountBolt(Bolt):
     def process(self, tup: Tuple) -> None:
         body = tup.body
         server = server_key(body)
-        self.periods.add(server, need_str(body, "uid"), need_int(body, "ts"), self.settings.tz_of(server.game))
+        ts, users = need_int(body, "ts"), body.get("userlist")
+        if not isinstance(users, list) or not all(type(u) is str and u for u in users):
+            raise ValueError(f"body.userlist must be a list of user ids, got {users!r:.80}")
+        tz = self.settings.tz_of(server.game)
+        for uid in users:
+            self.periods.add(server, uid, ts, tz)
 
     def flush(self, batch: Batch) -> None:
         k = self.kind

@@ -200,15 +200,14 @@ class SQLiteStore(Store):
             return
         with self._transaction() as db:
             self._write_members(db, batch)
-            for up in batch.upserts:
-                self._upsert(db, up)
+            ups = list(batch.upserts)
             for add in batch.members:
                 if add.count_into:
                     coll, doc_key, fld = add.count_into
-                    n = self._count(db, add.key)
-                    up = Upsert(coll, dict(doc_key), set={fld: n})
+                    up = Upsert(coll, dict(doc_key), set={fld: self._count(db, add.key)})
                     check_upsert(up)
-                    self._upsert(db, up)
+                    ups.append(up)
+            self._write_docs(db, ups)
             self._write_seen(db, batch)
 
     def _write_members(self, db: sqlite3.Connection, batch: Batch) -> None:
@@ -225,12 +224,29 @@ class SQLiteStore(Store):
         for scope, ids in batch.seen.items():
             db.executemany("INSERT OR IGNORE INTO seen VALUES (?,?,?)", [(scope, str(i), now) for i in ids])
 
-    def _upsert(self, db: sqlite3.Connection, up: Upsert) -> None:
-        k = _canonical_key(up.key)
-        row = db.execute("SELECT doc FROM docs WHERE coll=? AND k=?", (up.collection, k)).fetchone()
-        doc = _apply_ops(orjson.loads(row[0]) if row else None, up)
-        db.execute("INSERT OR REPLACE INTO docs VALUES (?,?,?,?,?,?,?)",
-                   (up.collection, k, *(doc.get(c) for c in _COLUMNS), orjson.dumps(doc).decode()))
+    def _write_docs(self, db: sqlite3.Connection, ups: Sequence[Upsert]) -> None:
+        """Apply upserts in order: read every touched document at once, update in memory, write back at once."""
+        if not ups:
+            return
+        keyed = [(up.collection, _canonical_key(up.key), up) for up in ups]
+        docs: dict[tuple[str, str], dict[str, Any] | None] = {}
+        by_coll: dict[str, list[str]] = {}
+        for coll, k, _ in keyed:
+            if (coll, k) not in docs:
+                docs[(coll, k)] = None
+                by_coll.setdefault(coll, []).append(k)
+        for coll, keys in by_coll.items():
+            for i in range(0, len(keys), 500):
+                chunk = keys[i:i + 500]
+                rows = db.execute(f"SELECT k, doc FROM docs WHERE coll=? AND k IN ({','.join('?' * len(chunk))})",
+                                  (coll, *chunk)).fetchall()
+                for k, doc in rows:
+                    docs[(coll, k)] = orjson.loads(doc)
+        for coll, k, up in keyed:
+            docs[(coll, k)] = _apply_ops(docs[(coll, k)], up)
+        db.executemany("INSERT OR REPLACE INTO docs VALUES (?,?,?,?,?,?,?)",
+                       [(coll, k, *(doc.get(c) for c in _COLUMNS), orjson.dumps(doc).decode())
+                        for (coll, k), doc in docs.items()])
 
     @staticmethod
     def _count(db: sqlite3.Connection, k: MemberKey) -> int:

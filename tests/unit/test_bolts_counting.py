@@ -73,9 +73,10 @@ def test_hour_bolt_writes_members_counts_and_emits_each_new_user_once(tmp_path):
     sent = run(hour, [gamelog("login_logcount", "u1", 1420688004), gamelog("login_logcount", "u1", 1420688005),
                       gamelog("login_logcount", "u2", 1420689000),
                       gamelog("login_logcount", "u1", 1420688004, game="wsdx", plat="1059")])
-    assert [(t, body["uid"], body["game"]) for t, _, _, body in sent] == [
-        ("login.hour", "u1", "dl"), ("login.hour", "u2", "dl"), ("login.hour", "u1", "wsdx")]
-    assert sent[0][3] == {"game": "dl", "area": AREA, "plat": "2001", "uid": "u1", "ts": 1420688004}
+    assert sorted((t, body["game"], tuple(body["userlist"])) for t, _, _, body in sent) == [
+        ("login.hour", "dl", ("u1", "u2")), ("login.hour", "wsdx", ("u1",))]
+    dl = next(body for _, _, _, body in sent if body["game"] == "dl")
+    assert dl == {"game": "dl", "area": AREA, "plat": "2001", "ts": 1420686000, "userlist": ["u1", "u2"]}
     assert store.find("loginhour", {"game": "dl"}) == [
         {"game": "dl", "area": AREA, "plat": "2001", "ts": 1420686000, "type": "login", "count": 2}]
     assert store.members(MemberKey("login_hour", "dl", AREA, "2001", 1420686000)) == {"u1", "u2"}
@@ -92,7 +93,8 @@ def test_day_bolt_counts_users_emits_stored_counts_and_first_days(tmp_path):
     day = make_bolt(LoginDayBolt, tmp_path, store)
 
     def hour_tuple(uid, ts, game="dl", plat="2001"):
-        return Tuple("login.hour", f"{uid}{ts}", ts, {"game": game, "area": AREA, "plat": plat, "uid": uid, "ts": ts})
+        return Tuple("login.hour", f"{uid}{ts}", ts, {"game": game, "area": AREA, "plat": plat, "userlist": [uid],
+                                                       "ts": ts})
 
     sent = run(day, [hour_tuple("u1", DAY8 + 10), hour_tuple("u2", DAY8 + 3600), hour_tuple("u1", DAY8 - 5)])
     assert [body for _, _, _, body in sent] == [
@@ -134,3 +136,16 @@ def test_a_record_without_acct_is_dead_lettered_and_the_rest_counted(tmp_path):
     batch = Batch()
     hour.flush(batch)
     assert [(m.key.set, m.members, m.count_into[2]) for m in batch.members] == [("login_hour", {"u2"}, "count")]
+
+
+def test_hour_bolt_emits_large_hours_in_chunks_and_the_day_bolt_rejects_a_bad_userlist(tmp_path):
+    store = open_test_store(tmp_path)
+    hour = make_bolt(LoginHourBolt, tmp_path, store, userlist_chunk=2)
+    sent = run(hour, [gamelog("login_logcount", f"u{i}", 1420688004 + i) for i in range(5)])
+    assert [body["userlist"] for _, _, _, body in sent] == [["u0", "u1"], ["u2", "u3"], ["u4"]]
+    assert len({i for _, i, _, _ in sent}) == 3  # distinct stable ids per chunk
+    day = make_bolt(LoginDayBolt, tmp_path, store)
+    bad = Tuple("login.hour", "x", DAY8, {"game": "dl", "area": AREA, "plat": "2001", "ts": DAY8, "userlist": "u1"})
+    out = run(day, [bad] + [Tuple(t, i, ts, body) for t, i, ts, body in sent])
+    assert day.counters.errors == 1
+    assert [(b["ts"], b["count"]) for _, _, _, b in out] == [(1420646400, 5)]
