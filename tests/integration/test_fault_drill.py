@@ -2,7 +2,8 @@
 mid-stream, restarted, then the disk logs replayed the way docs/operations.md tells an
 operator. Every stored collection must equal an undisturbed replay of the same input.
 
-Also: SIGTERM of a running bolt process flushes what it holds and exits 0.
+Also: SIGTERM of a running bolt process flushes what it holds and exits 0. And with etcd: the
+started processes register, and two instances of a bolt split the partitions.
 """
 from __future__ import annotations
 
@@ -218,3 +219,34 @@ def test_sigterm_of_a_bolt_process_flushes_what_it_holds(tmp_path):
     base_cfg = write_config(tmp_path / "base.toml", base)
     ok(cli(base_cfg, "replay", "--source", "gamelog", "--game", GAME, "--no-progress", str(indir / "gamelog_feed.txt")))
     assert got and got == dump_store(base_cfg)["loginhour"]
+
+
+@pytest.mark.timeout(90)
+def test_started_processes_register_in_etcd_and_split_partitions(tmp_path, etcd_settings):
+    from analytics.cluster import list_nodes
+    extra = (f'[service]\ncomponents = ["loginhour"]\nexpect = ["loginhour"]\n'
+             f"[components.loginhour]\ninstances = 2\n"
+             f'[cluster]\nlease_ttl = 2\ndiscover = true\n')
+    cfg = write_config(tmp_path / "analytics.toml", tmp_path, extra=extra)
+    text = cfg.read_text().replace("[analytics]\n", f'[analytics]\netcd = "{etcd_settings.etcd}"\n'
+                                   f'cluster = "{etcd_settings.cluster}"\npartitions = 4\n', 1)
+    cfg.write_text(text)
+    ok(cli(cfg, "start"))
+    try:
+        from analytics.config import load_settings
+        settings = load_settings(cfg, env={})
+        deadline, names = time.monotonic() + 30, set()
+        while time.monotonic() < deadline:
+            names = {n["name"] for n in list_nodes(settings)}
+            owned = [([ln for ln in (tmp_path / "run" / f"loginhour#{i}.log").read_text().splitlines()
+                       if "owns partitions [" in ln] or [""])[-1] for i in (0, 1)]
+            last = " ".join(owned)  # each instance's latest assignment
+            if names == {"broker", "loginhour#0", "loginhour#1"} and "[0, 2]" in last and "[1, 3]" in last:
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"nodes {names}; assignments {owned}")
+        status = cli(cfg, "status", "--expect", "broker,loginhour#0,loginhour#1")
+        assert status.returncode == 0, status.stdout + status.stderr
+    finally:
+        ok(cli(cfg, "stop"))
