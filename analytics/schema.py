@@ -45,3 +45,23 @@ def all_collections() -> dict[str, Collection]:
     """Every collection the default topology writes."""
     from analytics.topology import DEFAULT_COMPONENTS
     return collections_of(sorted({spec.split(":")[0] for _, spec in DEFAULT_COMPONENTS}))
+
+
+def markdown(collections: dict[str, Collection] | None = None) -> str:
+    """The README's schema section: every collection, its key, fields and their meaning."""
+    collections = collections if collections is not None else all_collections()
+    out = []
+    for name in sorted(collections):
+        c = collections[name]
+        extra = f"; `userlist` from set `{c.userlist_set}`" if c.userlist_set else ""
+        out.append(f"#### `{name}`\n{c.doc} (written by `{c.writer}`). Key: "
+                   f"{', '.join(f'`{k}`' for k in c.key)}{extra}.\n")
+        out.append("| field | meaning |\n|---|---|")
+        for f, meaning in c.fields.items():
+            out.append(f"| `{f}` | {meaning.replace('|', '/')} |")
+        out.append("")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    print(markdown(), end="")
