@@ -170,7 +170,9 @@ class Spout(Component):
     """A data source. Override `next_tuple`; call `self.emit(...)` from it."""
 
     role = "spout"
-    #: Disk-log name: raw records go to data/<source>_YYYYMMDDHHMM.txt ('' = none).
+    #: Kind of records ('gamelog', 'payment', ...); '' = no disk log. Raw records go to
+    #: data/<component name>_YYYYMMDDHHMM.txt: the name is the source unless several
+    #: spouts of one source run (e.g. gamelog_wsdx), whose logs must stay apart.
     source: ClassVar[str] = ""
     #: Seconds to wait when next_tuple() found nothing (it must never block long).
     idle_sleep: ClassVar[float] = 0.05
@@ -179,7 +181,7 @@ class Spout(Component):
         super().__init__(ctx, name, **options)
         self.disk_log: DiskLog | None = None
         if self.source and ctx.disk_log:
-            self.disk_log = DiskLog(self.settings.data_dir, self.source,
+            self.disk_log = DiskLog(self.settings.data_dir, self.name,
                                     rotate_seconds=int(self.option("rotate_seconds", 3600)),
                                     max_bytes=int(self.option("rotate_bytes", 256 * 1024 * 1024)),
                                     fsync=bool(self.option("fsync", False)), clock=ctx.clock)

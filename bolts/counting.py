@@ -196,11 +196,15 @@ class DayCountBolt(Bolt):
     kind: ClassVar[CountingKind]
     #: How many day starts the "already written" memory keeps (two zones: two starts a day).
     keep_periods: ClassVar[int] = 8
+    #: Most users whose stored first day is remembered (saves re-sending a $min that cannot lower it).
+    keep_first: ClassVar[int] = 500_000
 
     def __init__(self, ctx: Context, name: str | None = None, **options: Any) -> None:
         super().__init__(ctx, name, **options)
         self.periods = DistinctPeriods("day", int(self.option("keep_periods", self.keep_periods)))
         self.touched: set[PeriodKey] = set()
+        self.keep_first = int(self.option("keep_first", type(self).keep_first))
+        self.first_sent: dict[tuple[str, str, str, str], int] = {}
 
     def process(self, tup: Tuple) -> None:
         body = tup.body
@@ -220,7 +224,15 @@ class DayCountBolt(Bolt):
             batch.upsert(k.day_collection, doc_key, set={"type": k.type})
             batch.add_members(MemberKey(k.day_set, *key), uids, count_into=(k.day_collection, doc_key, "count"))
         if k.first_collection:
-            for (game, area, plat, uid), day in first_periods(pending).items():
+            sent = self.first_sent
+            if len(sent) > self.keep_first:
+                sent.clear()  # a bound, not a cache policy: forgetting only re-sends an idempotent $min
+            for user, day in first_periods(pending).items():
+                known = sent.get(user)
+                if known is not None and known <= day:
+                    continue  # the stored first day is already this early
+                sent[user] = day
+                game, area, plat, uid = user
                 batch.upsert(k.first_collection, {"game": game, "area": area, "plat": plat, "uid": uid},
                              min={"ts": day})
         self.touched.update(pending)
