@@ -548,7 +548,39 @@ class HttpPoller:
         return data
 
 
-class CursorPoller:
+class PolledReader:
+    """What the HTTP readers share: the poller's health, a saved position, no byte progress.
+
+    A subclass sets `poller`, `state` and `_dirty`, and says what its position is.
+    """
+
+    poller: "HttpPoller"
+    state: "StateFile | None"
+    _dirty: bool
+
+    @property
+    def health(self) -> dict[str, str]:
+        return self.poller.health
+
+    def position(self) -> dict[str, Any]:
+        """What `commit` saves, and the constructor loads back after a restart."""
+        raise NotImplementedError
+
+    def commit(self, force: bool = False) -> None:
+        if self.state is not None and (self._dirty or force):
+            self._dirty = False
+            self.state.save(self.position(), force=force)
+
+    def progress(self) -> tuple[int, int | None]:
+        return 0, None
+
+    def close(self) -> None:
+        self.commit(force=True)
+        if self.state is not None:
+            self.state.flush()
+
+
+class CursorPoller(PolledReader):
     """Pages `GET url?cursor=<c>&limit=<n>` -> {"records": [...], "cursor": <next>}.
 
     A full page is followed at once; otherwise the next poll is `poll_seconds`
@@ -564,10 +596,6 @@ class CursorPoller:
         saved = state.load() if state is not None else {}
         self.cursor = saved.get("cursor", start_cursor)
         self._dirty = False
-
-    @property
-    def health(self) -> dict[str, str]:
-        return self.poller.health
 
     def read(self, max_records: int) -> list[bytes] | None:
         if not self.poller.due():
@@ -590,21 +618,11 @@ class CursorPoller:
         self.poller.schedule(0.0 if full else self.poller.poll_seconds)
         return [canonical(r) for r in records]
 
-    def commit(self, force: bool = False) -> None:
-        if self.state is not None and (self._dirty or force):
-            self._dirty = False
-            self.state.save({"cursor": self.cursor}, force=force)
-
-    def progress(self) -> tuple[int, int | None]:
-        return 0, None
-
-    def close(self) -> None:
-        self.commit(force=True)
-        if self.state is not None:
-            self.state.flush()
+    def position(self) -> dict[str, Any]:
+        return {"cursor": self.cursor}
 
 
-class SincePoller:
+class SincePoller(PolledReader):
     """Polls `GET url?since=<ts>` -> a JSON list of records with a `ts` (or {"records": [...]}).
 
     `since` is inclusive: the next poll asks from the largest ts received, and the
@@ -621,10 +639,6 @@ class SincePoller:
         self.since = int(saved.get("since", since))
         self.boundary: set[str] = set(saved.get("boundary", []))
         self._dirty = False
-
-    @property
-    def health(self) -> dict[str, str]:
-        return self.poller.health
 
     def read(self, max_records: int) -> list[bytes] | None:
         if not self.poller.due():
@@ -658,15 +672,5 @@ class SincePoller:
         self.poller.schedule(self.poller.poll_seconds)
         return out
 
-    def commit(self, force: bool = False) -> None:
-        if self.state is not None and (self._dirty or force):
-            self._dirty = False
-            self.state.save({"since": self.since, "boundary": sorted(self.boundary)}, force=force)
-
-    def progress(self) -> tuple[int, int | None]:
-        return 0, None
-
-    def close(self) -> None:
-        self.commit(force=True)
-        if self.state is not None:
-            self.state.flush()
+    def position(self) -> dict[str, Any]:
+        return {"since": self.since, "boundary": sorted(self.boundary)}

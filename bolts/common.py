@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, NamedTuple
 
-__all__ = ["ServerKey", "GamelogEvent", "gamelog_event", "need_str", "need_int", "need_number",
+__all__ = ["ServerKey", "PeriodKey", "GamelogEvent", "gamelog_event", "need_str", "need_int", "need_number",
            "server_key", "RecentMembers"]
 
 
@@ -17,6 +17,17 @@ class ServerKey(NamedTuple):
     game: str
     area: str
     plat: str
+
+
+class PeriodKey(NamedTuple):
+    """One stat document: (game, area, plat, period start)."""
+    game: str
+    area: str
+    plat: str
+    ts: int
+
+    def doc_key(self) -> dict[str, Any]:
+        return {"game": self.game, "area": self.area, "plat": self.plat, "ts": self.ts}
 
 
 class GamelogEvent(NamedTuple):

@@ -25,14 +25,14 @@ sets are bounded and only save repeated work.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar
 
 from analytics.component import Bolt, Context
 from analytics.periods import period_start
 from analytics.schema import Collection
 from analytics.store.base import Batch, MemberKey
 from analytics.tuples import Tuple, derived_id
-from bolts.common import RecentMembers, ServerKey, gamelog_event, need_int, need_str, server_key
+from bolts.common import PeriodKey, RecentMembers, ServerKey, gamelog_event, need_int, server_key
 
 __all__ = ["CountingKind", "PeriodKey", "DistinctPeriods", "first_periods", "counting_collections",
            "HourCountBolt", "DayCountBolt"]
@@ -75,17 +75,6 @@ class CountingKind:
     @property
     def day_collection(self) -> str:
         return f"{self.type}day"
-
-
-class PeriodKey(NamedTuple):
-    """One stat document: (game, area, plat, period start)."""
-    game: str
-    area: str
-    plat: str
-    ts: int
-
-    def doc_key(self) -> dict[str, Any]:
-        return {"game": self.game, "area": self.area, "plat": self.plat, "ts": self.ts}
 
 
 class DistinctPeriods:

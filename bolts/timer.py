@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from typing import Any, ClassVar, Iterable, Mapping, NamedTuple
+from typing import Any, ClassVar, Iterable, Mapping
 
 from analytics.component import Bolt, Context
 from analytics.periods import add_days, day_start
 from analytics.store.base import Batch, MemberKey, Store
 from analytics.tuples import Tuple
+from bolts.common import PeriodKey
 
 __all__ = ["RETENTION_OFFSETS", "rate", "later_days", "cohorts_touched", "retention_counts",
            "PeriodKey", "SetCache", "TimerBolt"]
@@ -70,17 +71,6 @@ def retention_counts(cohort: set[str], later: Mapping[int, set[str]],
 
 
 # -- store-backed base -------------------------------------------------------------------
-
-class PeriodKey(NamedTuple):
-    """One document a timer bolt owns: (game, area, plat, period start)."""
-    game: str
-    area: str
-    plat: str
-    ts: int
-
-    def doc_key(self) -> dict[str, Any]:
-        return {"game": self.game, "area": self.area, "plat": self.plat, "ts": self.ts}
-
 
 class SetCache:
     """Member sets read during one tick, least recently used evicted beyond `size`.

@@ -19,14 +19,14 @@ from typing import Any, Callable
 from analytics.component import Context
 from analytics.config import ConfigError
 from analytics.periods import add_days, day_start
-from analytics.sources import HttpPoller, Reader, StateFile, canonical
+from analytics.sources import HttpPoller, PolledReader, Reader, StateFile, canonical
 from analytics.tuples import record_id
 from spouts.base import Invalid, SourceSpout, as_epoch, as_int, as_number, as_str, parse_object, require
 
 __all__ = ["PaymentSpout", "PaymentPoller"]
 
 
-class PaymentPoller:
+class PaymentPoller(PolledReader):
     """Polls the payment service per game with a time cursor, re-querying finished days.
 
     The cursor of a game is the start of the oldest day that may still change
@@ -55,10 +55,6 @@ class PaymentPoller:
                              "seen": {k: list(v) for k, v in st.get("seen", {}).items()}}
         self._seen = {g: {k: set(v) for k, v in st["seen"].items()} for g, st in self.games.items()}
         self._dirty = False
-
-    @property
-    def health(self) -> dict[str, str]:
-        return self.poller.health
 
     def _query(self, game: str, start: int, end: int) -> list[Any] | None:
         data = self.poller.get_json({"game": game, "start": start, "end": end})
@@ -120,21 +116,10 @@ class PaymentPoller:
         finally:
             self._dirty = True
 
-    def commit(self, force: bool = False) -> None:
-        if self.state is None or not (self._dirty or force):
-            return
-        self._dirty = False
-        games = {g: {"start": st["start"], "requery": st["requery"],
-                     "seen": {k: sorted(v) for k, v in self._seen[g].items()}} for g, st in self.games.items()}
-        self.state.save({"games": games}, force=force)
-
-    def progress(self) -> tuple[int, int | None]:
-        return 0, None
-
-    def close(self) -> None:
-        self.commit(force=True)
-        if self.state is not None:
-            self.state.flush()
+    def position(self) -> dict[str, Any]:
+        return {"games": {g: {"start": st["start"], "requery": st["requery"],
+                              "seen": {k: sorted(v) for k, v in self._seen[g].items()}}
+                          for g, st in self.games.items()}}
 
 
 class PaymentSpout(SourceSpout):
