@@ -21,7 +21,7 @@ import orjson
 
 from analytics.component import Context, Spout
 from analytics.config import ConfigError
-from analytics.sources import (CursorPoller, FileFollower, HttpPoller, Oversized, Reader, SincePoller, StateFile,
+from analytics.sources import (FileFollower, HttpPoller, Oversized, Reader, SincePoller, StateFile,
                                StdinReader)
 
 __all__ = ["SourceSpout", "Invalid", "parse_object", "require", "as_str", "as_int", "as_number", "as_epoch"]

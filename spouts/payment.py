@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from analytics.component import Context
 from analytics.config import ConfigError
 from analytics.periods import add_days, day_start
 from analytics.sources import HttpPoller, PolledReader, Reader, StateFile, canonical
