@@ -26,11 +26,11 @@ def make_log(path: Path, lines: int, users: int = 50_000, days: int = 3, seed: i
     start = 1420646400  # 2015-01-08 00:00 +08:00
     with open(path, "wb") as fh:
         for i in range(lines):
-            uid = str(3_000_000_000 + rnd.randrange(users))
+            user = rnd.randrange(users)  # a player belongs to one server: area and platform follow the user
             ts = start + rnd.randrange(days * 86400)
-            rec = {"op": {"code": "login_logcount", "id": 1003}, "area": f"5491{rnd.randrange(4):020d}", "ts": ts,
-                   "data": {"corpid": 2001 + rnd.randrange(2), "type": "signin", "server_name": "server1009",
-                            "opno": 1003, "opname": "login_logcount", "acct": uid}}
+            rec = {"op": {"code": "login_logcount", "id": 1003}, "area": f"5491{user % 4:020d}", "ts": ts,
+                   "data": {"corpid": 2001 + user % 2, "type": "signin", "server_name": "server1009",
+                            "opno": 1003, "opname": "login_logcount", "acct": str(3_000_000_000 + user)}}
             fh.write(orjson.dumps(rec) + b"\n")
 
 
