@@ -95,7 +95,7 @@ def run_forever(settings: Settings, only: Iterable[str] | None = None) -> int:
     """Run the configured topology in the foreground until SIGTERM/SIGINT, then drain and exit 0."""
     topology = default_topology(settings, only)
     store = open_store(settings.store, dedupe_horizon_days=settings.dedupe_horizon_days)
-    runner = LocalRunner(topology, settings, store=store).start()
+    runner = LocalRunner(topology, settings, store=store, listen=True).start()
     stop = gevent.event.Event()
     gevent.signal_handler(signal.SIGTERM, stop.set)
     gevent.signal_handler(signal.SIGINT, stop.set)

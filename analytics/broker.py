@@ -15,7 +15,7 @@ Nothing is dropped silently:
 from __future__ import annotations
 
 import logging
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import gevent
 import gevent.event
@@ -28,13 +28,18 @@ __all__ = ["Broker"]
 log = logging.getLogger(__name__)
 
 
+def _listed(endpoints: str | Sequence[str]) -> list[str]:
+    return [endpoints] if isinstance(endpoints, str) else list(endpoints)
+
+
 class Broker:
     """Forwards frames from `receiver` to `sender`, gated on subscriber readiness."""
 
     #: Seconds between retries when a subscriber pipe is full.
     full_retry = 0.0005
 
-    def __init__(self, ctx: zmq.Context, receiver: str, sender: str, *, expected: Iterable[str] = (),
+    def __init__(self, ctx: zmq.Context, receiver: str | Sequence[str], sender: str | Sequence[str], *,
+                 expected: Iterable[str] = (),
                  hwm: int = 1000, hold_when_missing: bool = True) -> None:
         self.expected = set(expected)
         self.hold_when_missing = hold_when_missing
@@ -46,8 +51,10 @@ class Broker:
         self.sender.setsockopt(zmq.XPUB_NODROP, 1)
         self.sender.setsockopt(zmq.XPUB_VERBOSER, 1)  # every (un)subscribe, also duplicates
         self.sender.setsockopt(zmq.LINGER, 0)
-        self.receiver_endpoint = self._bind(self.receiver, receiver)
-        self.sender_endpoint = self._bind(self.sender, sender)
+        # Several endpoints may be bound (inproc for local components, tcp for outside feeders).
+        self.receiver_endpoints = [self._bind(self.receiver, e) for e in _listed(receiver)]
+        self.sender_endpoints = [self._bind(self.sender, e) for e in _listed(sender)]
+        self.receiver_endpoint, self.sender_endpoint = self.receiver_endpoints[0], self.sender_endpoints[0]
         self.ready: dict[str, int] = {}
         self.subscriptions: dict[bytes, int] = {}
         self.received: dict[str, int] = {}   # tuples per topic

@@ -255,7 +255,9 @@ class LocalRunner:
     """Runs a whole topology in this process: broker and every component as greenlets over inproc."""
 
     def __init__(self, topology: Topology, settings: Settings, *, store: Any = None,
-                 disk_log: bool = True, clock: Callable[[], float] = time.time) -> None:
+                 disk_log: bool = True, clock: Callable[[], float] = time.time, listen: bool = False) -> None:
+        """`listen`: also bind the configured tcp receiver/sender, so feeders outside this
+        process (bin/read_stdin_gamelog, spouts on other hosts) reach the topology."""
         self.topology = topology
         self.settings = settings
         self.store = store
@@ -265,6 +267,7 @@ class LocalRunner:
         tag = f"{id(self):x}"
         self.receiver = f"inproc://receiver-{tag}"
         self.sender = f"inproc://sender-{tag}"
+        self.listen = listen
         self.components: dict[str, Component] = {}
         self.greenlets: list[gevent.Greenlet] = []
         self.broker: Broker | None = None
@@ -274,7 +277,11 @@ class LocalRunner:
         """Start the broker and the bolts, wait until they are all subscribed, then the spouts."""
         expected = set(self.topology.bolts) | {COORDINATOR}
         b = self.settings.broker
-        self.broker = Broker(self.zmq, self.receiver, self.sender, expected=expected, hwm=b.hwm,
+        receivers, senders = [self.receiver], [self.sender]
+        if self.listen:
+            receivers.append(b.receiver)
+            senders.append(b.sender)
+        self.broker = Broker(self.zmq, receivers, senders, expected=expected, hwm=b.hwm,
                              hold_when_missing=b.wait_for_subscribers).start()
         self.coordinator = Coordinator(self.zmq, self.sender, self.topology, hwm=b.hwm)
         for name in self.topology.bolts:

@@ -100,12 +100,20 @@ class Publisher:
         # close() waits this long for queued frames to be delivered; the drain protocol,
         # not the linger, is what confirms delivery.
         self.sock.setsockopt(zmq.LINGER, 10_000)
+        # Queue only to a connected broker: with no broker a send blocks (backpressure)
+        # instead of filling a pipe that nobody may ever read.
+        self.sock.setsockopt(zmq.IMMEDIATE, 1)
         self.sock.connect(endpoint)
+        self.endpoint = endpoint
         self._pending: dict[tuple[str, int], list[list[Any]]] = {}
         self._first_pending = 0.0
         self.sent: dict[str, int] = {}
         self.sent_parts: dict[str, dict[str, int]] = {}
         self.frames = 0
+
+    def wait_connected(self, timeout: float) -> bool:
+        """Whether a broker accepted the connection within `timeout` seconds."""
+        return bool(self.sock.poll(int(timeout * 1000), zmq.POLLOUT))
 
     def send(self, topic: str, id: str, ts: int, body: dict, partition: int = 0) -> None:
         """Queue one tuple; a full batch is sent at once."""

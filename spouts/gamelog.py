@@ -95,7 +95,7 @@ class GamelogSpout(SourceSpout):
 
 
 def feed_stdin(settings: Settings, game: str | None = None, *, stream: Any = None,
-               name: str = "gamelog_stdin") -> dict[str, int]:
+               name: str = "gamelog_stdin", connect_timeout: float = 10.0) -> dict[str, int]:
     """Feed gamelog lines from stdin into a running topology's receiver; returns the counts.
 
     The lines usually come from a disk log already, so this spout writes none.
@@ -112,6 +112,13 @@ def feed_stdin(settings: Settings, game: str | None = None, *, stream: Any = Non
     spout = GamelogSpout(ctx, name, game=game, stdin=stream if stream is not None else True,
                          files=None, http=None)
     try:
+        probe = spout._publisher()
+        try:
+            if not probe.wait_connected(connect_timeout):
+                raise ConnectionError(f"no broker is listening at {settings.broker.receiver} after "
+                                      f"{connect_timeout:g}s (is the topology running? `analytics start`)")
+        finally:
+            probe.close(linger_ms=0)
         spout.run()
     finally:
         zctx.term()  # the publisher's LINGER lets queued frames go out first
@@ -125,25 +132,30 @@ def feed_stdin(settings: Settings, game: str | None = None, *, stream: Any = Non
 def main(argv: list[str] | None = None) -> int:
     """`read_stdin_gamelog [--game NAME] [--config F]`."""
     import argparse
-    import logging
 
     from analytics.config import load_settings
+    from analytics.logs import setup_logging
 
     parser = argparse.ArgumentParser(prog="read_stdin_gamelog",
                                      description="Feed gamelog lines from stdin into a running topology.")
     parser.add_argument("--game", help="game the lines belong to (default: [sources.gamelog] game)")
     parser.add_argument("--config", help="configuration file (default: $ANALYTICS_CONFIG)")
     parser.add_argument("--receiver", help="receiver endpoint (default: [broker] receiver)")
+    parser.add_argument("--connect-timeout", type=float, default=10.0,
+                        help="seconds to wait for the broker before giving up (default 10)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging("WARNING")
     try:
         settings = load_settings(args.config)
         if args.receiver:
             settings.broker.receiver = args.receiver
-        counts = feed_stdin(settings, args.game)
+        counts = feed_stdin(settings, args.game, connect_timeout=args.connect_timeout)
     except ConfigError as exc:
         print(f"read_stdin_gamelog: {exc}", file=sys.stderr)
         return 2
+    except ConnectionError as exc:
+        print(f"read_stdin_gamelog: {exc}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         return 130
     print(f"read_stdin_gamelog: read {counts['read']}, accepted {counts['accepted']}, "

@@ -1,0 +1,136 @@
+"""The CLI as an operator uses it: demo, replay, query, run + read_stdin_gamelog, one-line errors."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from analytics.processes import free_port
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "data" / "gamelog_dl_sample.txt"
+
+
+def cli(*args: str, env: dict | None = None, input: bytes | None = None, timeout: float = 120):
+    return subprocess.run([sys.executable, "-m", "analytics.cli", *args], cwd=ROOT, capture_output=True,
+                          input=input, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def expected_login_days(lines: list[str], tz: str = "Asia/Shanghai") -> dict[tuple[str, int], int]:
+    """Distinct login users per (plat, local day), computed here from the raw lines."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+    days: dict[tuple[str, int], set] = {}
+    for line in lines:
+        try:
+            r = json.loads(line)
+            if r["op"]["code"] != "login_logcount":
+                continue
+            d = datetime.fromtimestamp(r["ts"], ZoneInfo(tz)).replace(hour=0, minute=0, second=0)
+            days.setdefault((str(r["data"]["corpid"]), int(d.timestamp())), set()).add(str(r["data"]["acct"]))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return {k: len(v) for k, v in days.items()}
+
+
+def malformed(lines: list[str]) -> int:
+    """Lines a gamelog spout must reject: not a JSON object, or lacking a field it needs."""
+    bad = 0
+    for line in lines:
+        try:
+            r = json.loads(line)
+            ok = (isinstance(r["op"]["code"], str) and isinstance(r["area"], (str, int)) and type(r["ts"]) is int
+                  and r["data"]["acct"] not in (None, "") and r["data"]["corpid"] not in (None, ""))
+        except (ValueError, KeyError, TypeError):
+            ok = False
+        bad += not ok
+    return bad
+
+
+def test_demo_prints_the_summary_and_leaves_a_store(tmp_path):
+    out = cli("demo", "--store", f"sqlite:///{tmp_path}/demo.db", env={"ANALYTICS_CONFIG": ""})
+    text = out.stdout.decode()
+    assert out.returncode == 0, out.stderr.decode()[-2000:]
+    assert "== dl (days in Asia/Shanghai) ==" in text and "== wsdx (days in America/New_York) ==" in text
+    assert "8 rejected" in text and "PROBLEM" not in text
+
+
+def test_replay_then_query_gives_the_exact_figures_and_a_replay_changes_nothing(tmp_path):
+    store = f"sqlite:///{tmp_path}/s.db"
+    first = cli("replay", "--game", "dl", "--json", "--store", store, str(SAMPLE))
+    assert first.returncode == 0, first.stderr.decode()[-2000:]
+    report = json.loads(first.stdout)
+    assert report["problems"] == []
+    assert report["totals"]["rejected"] == malformed(SAMPLE.read_text().splitlines()) > 0
+    q = cli("query", "loginday", "--game", "dl", "--json", "--store", store)
+    got = {(d["plat"], d["ts"]): d["count"] for d in map(json.loads, q.stdout.decode().splitlines())}
+    assert got == expected_login_days(SAMPLE.read_text().splitlines())
+    again = cli("replay", "--game", "dl", "--json", "--store", store, str(SAMPLE))
+    assert again.returncode == 0
+    q2 = cli("query", "loginday", "--game", "dl", "--json", "--store", store)
+    assert q2.stdout == q.stdout
+
+
+def test_errors_are_one_line_with_meaningful_exit_codes(tmp_path):
+    bad = cli("query", "loginday", "--game", "$ne", "--store", f"sqlite:///{tmp_path}/x.db")
+    assert bad.returncode == 2 and bad.stderr.decode().strip().count("\n") == 0
+    assert "may not start with '$'" in bad.stderr.decode()
+    missing = cli("replay", "--game", "dl", str(tmp_path / "nope.txt"))
+    assert missing.returncode == 2 and "no such file" in missing.stderr.decode()
+    nogame = cli("replay", "--source", "gamelog", str(SAMPLE), env={"ANALYTICS_CONFIG": ""})
+    assert nogame.returncode == 2 and "--game" in nogame.stderr.decode()
+
+
+def test_read_stdin_gamelog_feeds_a_running_topology_and_fails_clearly_without_one(tmp_path):
+    rx, tx = free_port(), free_port()
+    cfg = tmp_path / "a.toml"
+    cfg.write_text(f"""
+[analytics]
+store = "sqlite:///{tmp_path}/a.db"
+data_dir = "{tmp_path}/data"
+run_dir = "{tmp_path}/run"
+[broker]
+receiver = "tcp://127.0.0.1:{rx}"
+sender = "tcp://127.0.0.1:{tx}"
+[http]
+port = 0
+[games.dl]
+tz = "Asia/Shanghai"
+[sources.gamelog]
+game = "dl"
+files = ["{tmp_path}/in/*.log"]
+[sources.payment]
+files = ["{tmp_path}/in/pay*.json"]
+[sources.syncuser]
+files = ["{tmp_path}/in/user*.json"]
+""")
+    feeder = [str(ROOT / "bin" / "read_stdin_gamelog"), "--config", str(cfg), "--game", "dl"]
+    lines = SAMPLE.read_text().splitlines()[:600]
+    none = subprocess.run(feeder + ["--connect-timeout", "1"], input=b"{}\n", capture_output=True, timeout=30)
+    assert none.returncode == 3 and "no broker is listening" in none.stderr.decode()
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "game.log").write_text("\n".join(lines[:300]) + "\n")
+    run = subprocess.Popen([sys.executable, "-m", "analytics.cli", "--config", str(cfg), "run"], cwd=ROOT,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        fed = subprocess.run(feeder, input=("\n".join(lines[300:]) + "\n").encode(), capture_output=True, timeout=60)
+        assert fed.returncode == 0, fed.stderr.decode()
+        want = expected_login_days(lines)
+        deadline = time.monotonic() + 30
+        while True:
+            q = cli("--config", str(cfg), "query", "loginday", "--game", "dl", "--json")
+            got = {(d["plat"], d["ts"]): d["count"] for d in map(json.loads, q.stdout.decode().splitlines())}
+            if got == want or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert got == want
+    finally:
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(30) == 0
