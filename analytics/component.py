@@ -154,10 +154,10 @@ class Component:
         """Health and counters, as reported to etcd and `analytics status`."""
         return {"health": dict(self.health), "counters": self.counters.as_dict()}
 
-    def _publisher(self, before_send: Callable[[], None] | None = None) -> Publisher:
+    def _publisher(self, before_send: Callable[[], None] | None = None, immediate: bool = False) -> Publisher:
         b = self.settings.broker
         return Publisher(self.ctx.zmq, self.ctx.receiver, self.name, batch_size=b.batch_size,
-                         linger_ms=b.linger_ms, hwm=b.hwm, before_send=before_send)
+                         linger_ms=b.linger_ms, hwm=b.hwm, before_send=before_send, immediate=immediate)
 
     def _barrier_info(self) -> dict[str, Any]:
         return {"component": self.name}

@@ -90,7 +90,7 @@ class Publisher:
 
     def __init__(self, ctx: zmq.Context, endpoint: str, producer: str, *, batch_size: int = 200,
                  linger_ms: int = 20, hwm: int = 1000,
-                 before_send: Callable[[], None] | None = None) -> None:
+                 before_send: Callable[[], None] | None = None, immediate: bool = False) -> None:
         self.producer = producer
         self.batch_size = batch_size
         self.linger = linger_ms / 1000.0
@@ -100,9 +100,11 @@ class Publisher:
         # close() waits this long for queued frames to be delivered; the drain protocol,
         # not the linger, is what confirms delivery.
         self.sock.setsockopt(zmq.LINGER, 10_000)
-        # Queue only to a connected broker: with no broker a send blocks (backpressure)
-        # instead of filling a pipe that nobody may ever read.
-        self.sock.setsockopt(zmq.IMMEDIATE, 1)
+        # By default frames queue in the pipe while the broker is away (a restarting broker
+        # gets them); `immediate` queues only to a live connection, which is what makes
+        # wait_connected() mean "a broker is there".
+        if immediate:
+            self.sock.setsockopt(zmq.IMMEDIATE, 1)
         self.sock.connect(endpoint)
         self.endpoint = endpoint
         self._pending: dict[tuple[str, int], list[list[Any]]] = {}
@@ -112,7 +114,7 @@ class Publisher:
         self.frames = 0
 
     def wait_connected(self, timeout: float) -> bool:
-        """Whether a broker accepted the connection within `timeout` seconds."""
+        """Whether a broker accepted the connection within `timeout` seconds (needs immediate=True)."""
         return bool(self.sock.poll(int(timeout * 1000), zmq.POLLOUT))
 
     def send(self, topic: str, id: str, ts: int, body: dict, partition: int = 0) -> None:

@@ -112,7 +112,7 @@ def feed_stdin(settings: Settings, game: str | None = None, *, stream: Any = Non
     spout = GamelogSpout(ctx, name, game=game, stdin=stream if stream is not None else True,
                          files=None, http=None)
     try:
-        probe = spout._publisher()
+        probe = spout._publisher(immediate=True)
         try:
             if not probe.wait_connected(connect_timeout):
                 raise ConnectionError(f"no broker is listening at {settings.broker.receiver} after "
