@@ -225,15 +225,19 @@ class Coordinator:
         self.report = DrainReport()
 
     def wait(self, timeout: float | None, on_report: Callable[[dict], None] | None = None) -> DrainReport:
-        """Collect reports until every bolt has drained; raises TimeoutError after `timeout`."""
+        """Collect reports until every spout has ended and every bolt has drained; TimeoutError after `timeout`."""
         deadline = None if timeout is None else time.monotonic() + timeout
         started = time.monotonic()
-        want = set(self.topology.bolts)
-        while want - self.report.bolts.keys():
+        # Every spout's end-of-stream report and every bolt's drained report: they come over
+        # different connections, so a bolt's report may overtake the spout's.
+        want = set(self.topology.bolts) | set(self.topology.spouts)
+
+        def missing() -> list[str]:
+            return sorted(want - self.report.bolts.keys() - self.report.spouts.keys())
+        while missing():
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
-                missing = sorted(want - self.report.bolts.keys())
-                raise TimeoutError(f"not drained after {timeout:.0f}s: waiting for {', '.join(missing)}")
+                raise TimeoutError(f"not drained after {timeout:.0f}s: waiting for {', '.join(missing())}")
             msg = self.sub.recv(min(0.5, left) if left is not None else 0.5)
             if msg is None or msg.kind != REPORT:
                 continue

@@ -110,3 +110,41 @@ def test_wiring_is_validated():
         Topology([spec("src", "ListSpout"), spec("src", "ListSpout")])
     with pytest.raises(TopologyError, match="no component emits"):
         Topology([spec("src", "ListSpout"), spec("derived2", "DerivedBolt")])
+
+
+class FlakyStore:
+    """A real store whose writes fail as unavailable for the first `outage` seconds (a restarting database)."""
+
+    def __init__(self, store, outage: float):
+        import time
+        self.store, self.until, self.failures = store, time.monotonic() + outage, 0
+
+    def apply(self, batch):
+        import time
+
+        from analytics.store import StoreUnavailable
+        if time.monotonic() < self.until:
+            self.failures += 1
+            raise StoreUnavailable("database is restarting")
+        return self.store.apply(batch)
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+
+def test_a_store_outage_is_retried_slows_the_spout_and_loses_nothing(settings, tmp_path):
+    settings.broker.hwm = 2
+    settings.broker.batch_size = 20
+    real = open_store(f"sqlite:///{tmp_path}/s.db")
+    flaky = FlakyStore(real, outage=1.5)
+    topo = Topology([spec("src", "ListSpout", count=3000, per_call=3000),
+                     spec("storesum", "StoreSumBolt", flush_every=100, flush_seconds=0.1)])
+    runner, report = run(topo, settings, store=flaky)
+    assert flaky.failures >= 3  # retried with backoff, not once
+    assert report.bolts["storesum"]["store_retries"] == flaky.failures
+    assert report.problems(topo) == []
+    assert report.broker["blocked_seconds"] > 0  # the bolt stopped reading: the broker (and the spout) waited
+    assert sorted((d["area"], d["n"], d["distinct"]) for d in real.find("toysum")) == [
+        ("a0", 1000, 1000), ("a1", 1000, 1000), ("a2", 1000, 1000)]
+    assert runner.components["storesum"].health["state"] == "ok"  # recovered
+    real.close()
