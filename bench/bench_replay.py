@@ -25,9 +25,11 @@ def make_log(path: Path, lines: int, users: int = 50_000, days: int = 3, seed: i
     rnd = random.Random(seed)
     start = 1420646400  # 2015-01-08 00:00 +08:00
     with open(path, "wb") as fh:
+        span = days * 86400
         for i in range(lines):
             user = rnd.randrange(users)  # a player belongs to one server: area and platform follow the user
-            ts = start + rnd.randrange(days * 86400)
+            # Disk logs are written as events arrive: in time order, give or take a few seconds.
+            ts = start + i * span // lines + rnd.randrange(-5, 6)
             rec = {"op": {"code": "login_logcount", "id": 1003}, "area": f"5491{user % 4:020d}", "ts": ts,
                    "data": {"corpid": 2001 + user % 2, "type": "signin", "server_name": "server1009",
                             "opno": 1003, "opname": "login_logcount", "acct": str(3_000_000_000 + user)}}
