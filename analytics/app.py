@@ -4,6 +4,7 @@ from __future__ import annotations
 import glob
 import logging
 import signal
+import time
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -80,12 +81,16 @@ def _progress_bar(runner: LocalRunner, topology: Topology) -> gevent.Greenlet | 
 
     def update() -> None:
         total = sum((s.progress()[1] or 0) for s in spouts if hasattr(s, "progress"))
+        started = time.monotonic()
         with tqdm(total=total, unit="B", unit_scale=True, desc="replay", file=sys.stderr) as bar:
             while True:
                 done = sum(s.progress()[0] for s in spouts if hasattr(s, "progress"))
                 records = sum(sum(s.counters.emitted.values()) for s in spouts)
+                rate = records / max(time.monotonic() - started, 1e-6)
                 bar.n = done
-                bar.set_postfix(records=records, refresh=False)
+                bar.set_postfix_str(f"{records:,} records, {rate:,.0f} records/s"
+                                    + (" (read; storing the rest)" if total and done >= total else ""),
+                                    refresh=False)
                 bar.refresh()
                 gevent.sleep(0.2)
     return gevent.spawn(update)
