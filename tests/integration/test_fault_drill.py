@@ -10,90 +10,14 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from analytics.processes import free_port
+from tests.support.drill import (GAME, SPOUTS, cli, count, dump_store, ok, pid_of,  # shared with test_cluster_drill
+                                 replay_all, sample, write_config)
 
 pytestmark = pytest.mark.integration
-
-REPO = Path(__file__).resolve().parents[2]
-GAME = "dl"
-SPOUTS = ("gamelog", "payment", "syncuser")
-
-
-def write_config(path: Path, root: Path, *, sources: dict | None = None, extra: str = "") -> Path:
-    """A configuration whose every path lives under `root`, with tcp endpoints on free ports."""
-    lines = [
-        "[analytics]",
-        f'store = "sqlite:///{root}/data/analytics.db"',
-        f'data_dir = "{root}/data"',
-        f'run_dir = "{root}/run"',
-        "[broker]",
-        f'receiver = "tcp://127.0.0.1:{free_port()}"',
-        f'sender = "tcp://127.0.0.1:{free_port()}"',
-        f"[games.{GAME}]",
-        'tz = "Asia/Shanghai"',
-    ]
-    for name, opts in (sources or {}).items():
-        lines.append(f"[sources.{name}]")
-        lines += [f"{k} = {json.dumps(v)}" for k, v in opts.items()]
-    path.write_text("\n".join(lines) + "\n" + extra)
-    return path
-
-
-def cli(config: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "analytics.cli", "--config", str(config), *args],
-                          cwd=config.parent, capture_output=True, text=True, timeout=timeout, env=env)
-
-
-def ok(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 0, f"{result.args} -> {result.returncode}\n{result.stdout}\n{result.stderr}"
-    return result.stdout
-
-
-def pid_of(root: Path, name: str) -> int:
-    return int((root / "run" / f"{name}.pid").read_text())
-
-
-def count(path: Path, text: str) -> int:
-    try:
-        return path.read_text(errors="replace").count(text)
-    except FileNotFoundError:
-        return 0
-
-
-def dump_store(config: Path) -> dict[str, list[str]]:
-    from analytics.config import load_settings
-    from analytics.schema import all_collections
-    from analytics.store import open_store
-    settings = load_settings(config, env={})
-    with open_store(settings.store) as store:
-        return {c: sorted(json.dumps(d, sort_keys=True, default=str) for d in store.find(c))
-                for c in sorted(all_collections())}
-
-
-def sample(out: Path, users: int, days: int = 2) -> dict[str, list[str]]:
-    """Input lines per source (analytics.sample: every op code, duplicates, malformed lines)."""
-    from analytics.sample import generate
-    summary = generate(out, seed=11, games={GAME: "Asia/Shanghai"}, days=days, users=users)
-    by_source: dict[str, list[str]] = {}
-    for name, path in summary.files.items():
-        by_source[name.split("_")[0]] = Path(path).read_text().splitlines(keepends=True)
-    assert set(by_source) == set(SPOUTS), summary.files
-    return by_source
-
-
-def replay_all(config: Path, files: list[str]) -> None:
-    """One replay of every source (the kind comes from each file's name, as the disk logs are named)."""
-    result = cli(config, "replay", "--game", GAME, "--no-progress", "--timeout", "120", *files)
-    ok(result)
-    print(result.stderr.strip())
 
 
 @pytest.mark.timeout(240)
