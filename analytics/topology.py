@@ -307,8 +307,19 @@ class LocalRunner:
 
     def wait_drained(self, timeout: float | None = None,
                      on_report: Callable[[dict], None] | None = None) -> DrainReport:
-        """Block until every bolt has drained after every spout ended (finite spouts only)."""
-        report = self.coordinator.wait(timeout, on_report)
+        """Block until every bolt has drained after every spout ended (finite spouts only).
+
+        A component whose greenlet died (an exception the base classes do not handle,
+        such as a bug in a store) makes this fail at once rather than at the timeout.
+        """
+        waiter = gevent.spawn(self.coordinator.wait, timeout, on_report)
+        while not waiter.ready():
+            dead = [g for g in self.greenlets if g.dead and g.exception is not None]
+            if dead:
+                waiter.kill()
+                raise RuntimeError("component died: " + "; ".join(f"{g.name}: {g.exception!r}" for g in dead))
+            gevent.wait([waiter], timeout=0.1)
+        report = waiter.get()
         report.broker = self.broker.stats()
         return report
 

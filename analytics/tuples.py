@@ -22,15 +22,21 @@ class Tuple:
     body: dict[str, Any] = field(default_factory=dict)
 
 
-def record_id(raw: bytes | str) -> str:
-    """Stable id of a raw source record: a hash of its exact bytes.
+def record_id(raw: bytes | str, scope: str = "") -> str:
+    """Stable id of a raw source record: a hash of its exact bytes (and of `scope`).
 
     Used when the source has no id of its own; the same line replayed from a
-    disk log gets the same id, which is what makes replays idempotent.
+    disk log gets the same id, which is what makes replays idempotent. `scope`
+    is what the line itself does not say but identifies it: gamelog lines do not
+    name their game, so two games' identical lines must not share an id.
     """
     if isinstance(raw, str):
         raw = raw.encode("utf-8")
-    return hashlib.blake2b(raw.rstrip(b"\r\n"), digest_size=12).hexdigest()
+    h = hashlib.blake2b(digest_size=12)
+    if scope:
+        h.update(scope.encode("utf-8") + b"\x1f")
+    h.update(raw.rstrip(b"\r\n"))
+    return h.hexdigest()
 
 
 def derived_id(*parts: Any) -> str:

@@ -7,7 +7,7 @@ Input (the seed's shape):
               "opname": "login_logcount", "acct": "3284681055"}}
 
 Output: topic "gamelog.<op.code>" for the codes in GAMELOG_CODES, body
-{game, area, plat, uid, ts, code, data}, id = record_id(line). A valid record
+{game, area, plat, uid, ts, code, data}, id = record_id(line, game). A valid record
 with another code is counted as ignored. Sources: files (followed, with saved
 offsets), stdin, or an HTTP endpoint paged with a cursor. See docs/spouts.md.
 """
@@ -91,7 +91,7 @@ class GamelogSpout(SourceSpout):
         if topic is None:
             self.counters.ignored += 1
             return
-        self.emit(topic, body, id=record_id(raw), ts=body["ts"], raw=raw)
+        self.emit(topic, body, id=record_id(raw, self.game), ts=body["ts"], raw=raw)
 
 
 def feed_stdin(settings: Settings, game: str | None = None, *, stream: Any = None,

@@ -48,7 +48,7 @@ def lines(a: int, b: int) -> list[bytes]:
 
 
 def ids(raws: list[bytes]) -> list[str]:
-    return [record_id(r) for r in raws]
+    return [record_id(r, "dl") for r in raws]
 
 
 def append(path: Path, data: list[bytes] | bytes) -> None:
@@ -176,7 +176,7 @@ def test_disk_log_holds_every_record_before_it_is_published_and_replays_to_the_s
     checked = []
 
     def on_frame(tuples):  # at the moment a frame arrives, its records are already in the log
-        logged = {record_id(x) for p in data.glob("gamelog_*.txt") for x in p.read_bytes().splitlines()}
+        logged = {record_id(x, "dl") for p in data.glob("gamelog_*.txt") for x in p.read_bytes().splitlines()}
         missing = [t.id for t in tuples if t.id not in logged]
         assert not missing, f"{len(missing)} published before being logged"
         checked.append(len(tuples))
@@ -276,7 +276,7 @@ def test_gamelog_http_pages_with_a_cursor_survives_an_outage_and_resumes(setting
             sink.stop(spout, g)
 
             got = [t.id for t in sink.tuples]
-            assert sorted(got) == sorted(record_id(canonical(r)) for r in records)
+            assert sorted(got) == sorted(record_id(canonical(r), "dl") for r in records)
             assert len(set(got)) == 1500
             state = orjson.loads(Path(settings.data_dir, "spoolstate", "gamelog.json").read_bytes())
             assert state == {"cursor": "1500"}
@@ -289,10 +289,10 @@ def test_gamelog_http_pages_with_a_cursor_survives_an_outage_and_resumes(setting
             sink.collect(lambda: len(sink.tuples) >= 10)
             gevent.sleep(0.2)
             sink.stop(spout2, g2)
-            assert sorted(t.id for t in sink.tuples) == sorted(record_id(canonical(r)) for r in records[1500:])
+            assert sorted(t.id for t in sink.tuples) == sorted(record_id(canonical(r), "dl") for r in records[1500:])
             # what came over HTTP is in the disk log, one canonical line per record
             logged = [x for p in Path(settings.data_dir).glob("gamelog_*.txt") for x in p.read_bytes().splitlines()]
-            assert sorted(record_id(x) for x in logged) == sorted(record_id(canonical(r)) for r in records)
+            assert sorted(record_id(x, "dl") for x in logged) == sorted(record_id(canonical(r), "dl") for r in records)
     finally:
         svc.stop()
 

@@ -148,3 +148,25 @@ def test_a_store_outage_is_retried_slows_the_spout_and_loses_nothing(settings, t
         ("a0", 1000, 1000), ("a1", 1000, 1000), ("a2", 1000, 1000)]
     assert runner.components["storesum"].health["state"] == "ok"  # recovered
     real.close()
+
+
+class BrokenStore(FlakyStore):
+    """A store with a bug: apply raises something that is not a StoreError."""
+
+    def apply(self, batch):
+        raise KeyError("ObjectId('...')")
+
+
+def test_a_component_that_dies_fails_the_run_at_once(settings, tmp_path):
+    import time
+    real = open_store(f"sqlite:///{tmp_path}/s.db")
+    topo = Topology([spec("src", "ListSpout", count=300), spec("storesum", "StoreSumBolt")])
+    runner = LocalRunner(topo, settings, store=BrokenStore(real, 0)).start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(RuntimeError, match="component died: storesum: KeyError"):
+            runner.wait_drained(60)
+    finally:
+        runner.stop(timeout=5)
+    assert time.monotonic() - started < 20
+    real.close()

@@ -66,6 +66,16 @@ def dead_letters(settings: Settings, name: str) -> list[dict]:
 
 
 # -- gamelog: good records ----------------------------------------------------------------
+def test_the_same_line_in_two_games_logs_gets_two_ids(settings, tmp_path):
+    """Gamelog lines do not name their game: the id must, or sums would drop one game's record."""
+    same = [line(gamelog("coin_logchange", acct="u1"))]
+    (tmp_path / "dl").mkdir(), (tmp_path / "ws").mkdir()
+    _, dl = run(GamelogSpout, settings, tmp_path / "dl", same, game="dl")
+    _, ws = run(GamelogSpout, settings, tmp_path / "ws", same, game="wsdx")
+    assert [t.id for t in dl.tuples] == [record_id(same[0], "dl")]
+    assert [t.id for t in ws.tuples] == [record_id(same[0], "wsdx")] != [t.id for t in dl.tuples]
+
+
 def test_gamelog_emits_exact_bodies_topics_and_ids(settings, tmp_path):
     recs = [gamelog(code, acct=f"u{i}") for i, code in enumerate(GAMELOG_CODES)]
     recs.append(gamelog("login_logcount", acct=3284681055, area=7, corpid="2002"))  # ints become strings
@@ -75,13 +85,13 @@ def test_gamelog_emits_exact_bodies_topics_and_ids(settings, tmp_path):
     # frames are batched per topic, so arrival order is per topic: compare by id
     got = {t.id: t for t in sink.tuples}
     assert len(sink.tuples) == len(got) == len(lines)
-    assert [got[record_id(x)].topic for x in lines] == \
+    assert [got[record_id(x, "dl")].topic for x in lines] == \
         [f"gamelog.{c}" for c in GAMELOG_CODES] + ["gamelog.login_logcount"]
     assert all(t.ts == 1420688004 for t in sink.tuples)
-    first = got[record_id(lines[0])]
+    first = got[record_id(lines[0], "dl")]
     assert first.body == {"game": "dl", "area": "549140c8dbdb67794fc0fa3b", "plat": "2001", "uid": "u0",
                           "ts": 1420688004, "code": "login_logcount", "data": recs[0]["data"]}
-    last = got[record_id(lines[-1])].body
+    last = got[record_id(lines[-1], "dl")].body
     assert (last["area"], last["plat"], last["uid"]) == ("7", "2002", "3284681055")
     assert last["data"]["acct"] == 3284681055  # data is passed on as received
     assert spout.counters.emitted == {**{f"gamelog.{c}": 1 for c in GAMELOG_CODES}, "gamelog.login_logcount": 2}
@@ -158,7 +168,7 @@ def test_gamelog_rejects_an_oversized_line_and_keeps_reading(settings, tmp_path)
     good = line(gamelog())
     spout, sink = run(GamelogSpout, settings, tmp_path, [big, good, big.rstrip(b"\n")], game="dl",
                       max_line_bytes=len(good) + 20)
-    assert [t.id for t in sink.tuples] == [record_id(good)]
+    assert [t.id for t in sink.tuples] == [record_id(good, "dl")]
     assert spout.counters.rejected == 2
     dls = dead_letters(settings, "gamelog")
     n = len(big) - 1
