@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from tests.support.drill import (GAME, SPOUTS, cli, count, dump_store, ok, pid_of,  # shared with test_cluster_drill
-                                 replay_all, sample, write_config)
+from tests.support.drill import (GAME, SPOUTS, cli, dump_store, ok, pid_of,  # shared with test_cluster_drill
+                                 replay_all, sample, undisturbed, wait_complete, write_config)
 
 pytestmark = pytest.mark.integration
 
@@ -32,72 +32,37 @@ def test_fault_drill_kill_restart_replay_equals_an_undisturbed_run(tmp_path):
     cfg = write_config(live / "analytics.toml", live, sources=sources, extra="[http]\nport = 0\n")
 
     ok(cli(cfg, "start"))
-    # Feed the input in four slices; between slices kill -9 one kind of process and restart it.
-    kills = ["broker", "gamelog", "loginhour", None]
-    killed = []
-    for i, victim in enumerate(kills):
-        for source, lines in inputs.items():
-            part = lines[len(lines) * i // 4: len(lines) * (i + 1) // 4]
-            with open(indir / f"{source}_feed.txt", "a") as fh:
-                fh.writelines(part)
-        time.sleep(1.5)  # mid-stream: the spouts are reading and the bolts holding unflushed state
-        if victim:
-            os.kill(pid_of(live, victim), signal.SIGKILL)
-            killed.append(victim)
-            time.sleep(0.3)
-            out = ok(cli(cfg, "start"))
-            assert f"{victim}: started" in out and "already running" in out, out
-    status = cli(cfg, "status")
-    assert status.returncode == 0, status.stdout + status.stderr
-
-    # Completion: once the spouts' disk logs stop growing, stop the spouts (SIGTERM: they save
-    # their offsets and send end-of-stream barriers). Every input byte must have been read; then
-    # every bolt drains (flushes everything the barriers say was sent) and logs "drained".
-    sizes = {s: (indir / f"{s}_feed.txt").stat().st_size for s in SPOUTS}
-    for attempt in range(5):
-        previous, stable_since = None, time.monotonic()
-        while time.monotonic() - stable_since < 2.0:
-            now = sorted((p.name, p.stat().st_size) for p in (live / "data").glob("*_*.txt"))
-            if now != previous:
-                previous, stable_since = now, time.monotonic()
-            time.sleep(0.2)
-        rows = [ln.split() for ln in ok(cli(cfg, "status")).splitlines()[1:-1]]
-        bolts = [r[0] for r in rows if r[1] == "bolt"]
-        spouts = [r[0] for r in rows if r[1] == "spout"]  # also the HTTP intake: its barriers count too
-        drained_before = {b: count(live / "run" / f"{b}.log", " drained: ") for b in bolts}
-        ok(cli(cfg, "stop", *spouts))
-        offsets = {}
-        for s in SPOUTS:
-            state = json.loads((live / "data" / "spoolstate" / f"{s}.json").read_text())
-            offsets[s] = sum(f["offset"] for f in state["files"].values())
-        if offsets == sizes:
-            break
-        ok(cli(cfg, "start", *spouts))  # not everything read yet: let them go on
-    else:
-        pytest.fail(f"spouts did not read all input: offsets {offsets}, sizes {sizes}")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        pending = [b for b in bolts if count(live / "run" / f"{b}.log", " drained: ") <= drained_before[b]]
-        if not pending:
-            break
-        time.sleep(0.3)
-    assert not pending, f"bolts not drained: {pending}"
-    stopped = ok(cli(cfg, "stop"))
-    assert "KILLED" not in stopped, stopped
+    try:
+        # Feed the input in four slices; between slices kill -9 one kind of process and restart it.
+        kills = ["broker", "gamelog", "loginhour", None]
+        killed = []
+        for i, victim in enumerate(kills):
+            for source, lines in inputs.items():
+                part = lines[len(lines) * i // 4: len(lines) * (i + 1) // 4]
+                with open(indir / f"{source}_feed.txt", "a") as fh:
+                    fh.writelines(part)
+            time.sleep(1.5)  # mid-stream: the spouts are reading and the bolts holding unflushed state
+            if victim:
+                os.kill(pid_of(live, victim), signal.SIGKILL)
+                killed.append(victim)
+                time.sleep(0.3)
+                out = ok(cli(cfg, "start"))
+                assert f"{victim}: started" in out and "already running" in out, out
+        status = cli(cfg, "status")
+        assert status.returncode == 0, status.stdout + status.stderr
+        # Completion: every input byte read (saved offsets), then every bolt drained.
+        wait_complete(cfg, live, indir)
+        stopped = ok(cli(cfg, "stop"))
+        assert "KILLED" not in stopped, stopped
+    finally:
+        cli(cfg, "stop")  # whatever happened above: leave no process behind
 
     before_replay = dump_store(cfg)
     # After a crash: replay the disk logs (idempotent: what was counted is not counted again).
     replay_all(cfg, [str(live / "data" / f"{s}_*.txt") for s in SPOUTS])
     drill = dump_store(cfg)
-
     # The undisturbed run: a plain replay of the same input into a fresh store.
-    base = tmp_path / "base"
-    (base / "in").mkdir(parents=True)
-    for s, lines in inputs.items():
-        (base / "in" / f"{s}_feed.txt").write_text("".join(lines))
-    base_cfg = write_config(base / "analytics.toml", base)
-    replay_all(base_cfg, [str(base / "in" / f"{s}_feed.txt") for s in SPOUTS])
-    expected = dump_store(base_cfg)
+    expected = undisturbed(tmp_path / "base", inputs)
 
     stored = sum(len(v) for v in expected.values())
     print(f"fault drill: {total} input lines, killed {killed}, {len(expected)} collections, {stored} documents")
@@ -148,9 +113,9 @@ def test_sigterm_of_a_bolt_process_flushes_what_it_holds(tmp_path):
 @pytest.mark.timeout(90)
 def test_started_processes_register_in_etcd_and_split_partitions(tmp_path, etcd_settings):
     from analytics.cluster import list_nodes
-    extra = (f'[service]\ncomponents = ["loginhour"]\nexpect = ["loginhour"]\n'
-             f"[components.loginhour]\ninstances = 2\n"
-             f'[cluster]\nlease_ttl = 2\ndiscover = true\n')
+    extra = ('[service]\ncomponents = ["loginhour"]\nexpect = ["loginhour"]\n'
+             "[components.loginhour]\ninstances = 2\n"
+             '[cluster]\nlease_ttl = 2\ndiscover = true\n')
     cfg = write_config(tmp_path / "analytics.toml", tmp_path, extra=extra)
     text = cfg.read_text().replace("[analytics]\n", f'[analytics]\netcd = "{etcd_settings.etcd}"\n'
                                    f'cluster = "{etcd_settings.cluster}"\npartitions = 4\n', 1)
