@@ -77,7 +77,8 @@ def dump_store(config: Path) -> dict[str, list[str]]:
     from analytics.store import open_store
     settings = load_settings(config, env={})
     with open_store(settings.store) as store:
-        return {c: sorted(json.dumps(d, sort_keys=True, default=str) for d in store.find(c))
+        return {c: sorted(json.dumps(d, sort_keys=True, default=str) for d in store.find(c)
+                          if not (c == "userlevel" and d.get("count") == 0))  # zero = absent (docs/collections.md)
                 for c in sorted(all_collections())}
 
 
