@@ -6,16 +6,14 @@ same figures the store holds, and changing the time-range picker must change the
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from analytics.periods import day_start, month_start, week_start
+from analytics.periods import month_start, week_start
 from analytics.query import parse_time, query
 from analytics.store import open_store
 from analytics.store.base import Batch
