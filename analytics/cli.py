@@ -75,14 +75,12 @@ def _files_by_source(files: list[str], source: str | None) -> dict[str, list[str
 def cmd_replay(args: argparse.Namespace) -> int:
     from analytics.app import replay, source_spec
     from analytics.logs import setup_logging
-    from analytics.topology import default_topology
     setup_logging(args.log_level)
     settings = _settings(args)
     specs = [source_spec(settings, source, files, args.game)
              for source, files in _files_by_source(args.files, args.source).items()]
     report = replay(settings, specs, progress=not args.no_progress, timeout=args.timeout)
-    topology = default_topology(settings).with_spouts(specs)
-    problems = report.problems(topology)
+    problems = report.problems()
     _print_report(report, problems, args.json)
     return EXIT_PROBLEM if problems else EXIT_OK
 

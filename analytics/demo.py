@@ -13,7 +13,6 @@ from analytics.app import replay, source_spec
 from analytics.config import GameSettings, Settings
 from analytics.periods import zone
 from analytics.store import open_store
-from analytics.topology import default_topology
 
 __all__ = ["run_demo", "sample_sources", "print_summary"]
 
@@ -51,7 +50,7 @@ def run_demo(settings: Settings, data_dir: str | Path = "data", out: TextIO = sy
         settings.store = f"sqlite:///{path}"
     specs = sample_sources(settings, data_dir)
     report = replay(settings, specs)
-    problems = report.problems(default_topology(settings).with_spouts(specs))
+    problems = report.problems()
     t = report.totals()
     print(f"Replayed {t['read']} sample records through {len(report.bolts)} bolts in {report.seconds:.1f}s: "
           f"{t['accepted']} accepted, {t['rejected']} rejected (see {settings.data_dir}/deadletter/), "

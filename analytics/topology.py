@@ -125,23 +125,10 @@ class Topology:
         patterns = self.classes[bolt].topics
         return frozenset((p, t) for p, t in self.emitted() if any(topic_matches(pat, t) for pat in patterns))
 
-    def subset(self, names: Iterable[str]) -> "Topology":
-        """The topology restricted to some components (plus nothing else)."""
-        names = set(names)
-        return Topology(s for n, s in self.specs.items() if n in names)
-
     def with_spouts(self, spouts: Iterable[ComponentSpec]) -> "Topology":
-        """This topology's bolts fed by other spouts (a replay), dropping bolts nobody feeds."""
-        specs = list(spouts) + [self.specs[n] for n in self.bolts]
-        while True:
-            try:
-                return Topology(specs)
-            except TopologyError as exc:
-                # Drop bolts whose inputs are not produced in this run (e.g. payment bolts in a gamelog replay).
-                fed = _fed_bolts(specs)
-                if len(fed) == len(specs):
-                    raise exc
-                specs = fed
+        """This topology's bolts fed by other spouts (a replay), dropping bolts nobody feeds
+        (e.g. the payment bolts in a replay of gamelog files only)."""
+        return Topology(_fed_bolts(list(spouts) + [self.specs[n] for n in self.bolts]))
 
     def to_json(self) -> list[dict[str, Any]]:
         return [{"name": s.name, "cls": s.cls, "options": s.options} for s in self.specs.values()]
@@ -180,9 +167,12 @@ class DrainReport:
     bolts: dict[str, dict[str, Any]] = field(default_factory=dict)
     broker: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    #: The topology that produced the reports.
+    topology: Topology | None = None
 
-    def problems(self, topology: Topology) -> list[str]:
+    def problems(self, topology: Topology | None = None) -> list[str]:
         """Every (producer, topic) -> bolt hop whose counts disagree (empty when all arrived)."""
+        topology = topology or self.topology
         sent = {name: r.get("sent", {}) for name, r in {**self.spouts, **self.bolts}.items()}
         out = []
         for bolt in topology.bolts:
@@ -222,7 +212,7 @@ class Coordinator:
     def __init__(self, ctx: Any, sender: str, topology: Topology, hwm: int = 1000) -> None:
         self.topology = topology
         self.sub = Subscriber(ctx, sender, COORDINATOR, [CTL_TOPIC], hwm=hwm)
-        self.report = DrainReport()
+        self.report = DrainReport(topology=topology)
 
     def wait(self, timeout: float | None, on_report: Callable[[dict], None] | None = None) -> DrainReport:
         """Collect reports until every spout has ended and every bolt has drained; TimeoutError after `timeout`."""
