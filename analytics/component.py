@@ -206,7 +206,7 @@ class Spout(Component):
             calls = 0
             self.started_at = self.ctx.clock()
             while not self.stopping:
-                before = self.publisher.frames, sum(self.counters.emitted.values())
+                emitted_before = sum(self.counters.emitted.values())
                 more = True
                 try:
                     more = self.next_tuple()
@@ -219,7 +219,7 @@ class Spout(Component):
                 if more is False:
                     break
                 calls += 1
-                if sum(self.counters.emitted.values()) == before[1]:
+                if sum(self.counters.emitted.values()) == emitted_before:
                     gevent.sleep(self.idle_sleep)  # idle: let the hub and other greenlets run
                 elif calls % 64 == 0:
                     gevent.sleep(0)
