@@ -79,6 +79,16 @@ def _canonical_key(key: Mapping[str, Any]) -> str:
     return orjson.dumps(norm, option=orjson.OPT_SORT_KEYS).decode()
 
 
+def _ts_range(sql: list[str], params: list[Any], ts_from: int | None, ts_to: int | None) -> None:
+    """Add ts_from <= ts < ts_to (either bound optional) to a WHERE clause being built."""
+    if ts_from is not None:
+        sql.append("ts>=?")
+        params.append(ts_from)
+    if ts_to is not None:
+        sql.append("ts<?")
+        params.append(ts_to)
+
+
 def _sort_rank(v: Any) -> tuple[int, Any]:
     """Order values of mixed types roughly as MongoDB does: missing/null < numbers < strings < bools."""
     if v is None:
@@ -282,12 +292,7 @@ class SQLiteStore(Store):
                 params.append(v)
             else:
                 rest[f] = v
-        if ts_from is not None:
-            sql.append("ts>=?")
-            params.append(ts_from)
-        if ts_to is not None:
-            sql.append("ts<?")
-            params.append(ts_to)
+        _ts_range(sql, params, ts_from, ts_to)
         rows = self._read(f"SELECT doc FROM docs WHERE {' AND '.join(sql)}", params)
         docs = [orjson.loads(r[0]) for r in rows]
         # Columns compare by SQLite type (1 != '1', as on MongoDB); the rest like MongoDB too.
@@ -327,12 +332,7 @@ class SQLiteStore(Store):
             if v is not None:
                 sql.append(f"{f}=?")
                 params.append(v)
-        if ts_from is not None:
-            sql.append("ts>=?")
-            params.append(ts_from)
-        if ts_to is not None:
-            sql.append("ts<?")
-            params.append(ts_to)
+        _ts_range(sql, params, ts_from, ts_to)
         rows = self._read(f'SELECT "set", game, area, plat, ts, sub FROM member_sets WHERE {" AND ".join(sql)} '
                           'ORDER BY ts, game, area, plat, sub', params)
         return [MemberKey(*r) for r in rows]
