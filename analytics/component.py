@@ -135,12 +135,16 @@ class Component:
             hook(*args)
             return True
         except Exception as exc:  # a bad record or a bug must not stop the component
-            self.counters.errors += 1
-            self.log.exception("%s failed in %s", self.name, getattr(hook, "__name__", hook))
-            self.dead_letters.write(raw if raw is not None else repr(args)[:2000],
-                                    f"error: {type(exc).__name__}: {exc} in {getattr(hook, '__name__', hook)}; "
-                                    + traceback.format_exc(limit=3).replace("\n", " | "))
+            self._failed(hook, exc, raw if raw is not None else repr(args)[:2000])
             return False
+
+    def _failed(self, hook: Callable[..., Any], exc: Exception, raw: Any) -> None:
+        """Log, count and dead-letter a hook's failure (called from inside the except block)."""
+        name = getattr(hook, "__name__", hook)
+        self.counters.errors += 1
+        self.log.exception("%s failed in %s", self.name, name)
+        self.dead_letters.write(raw, f"error: {type(exc).__name__}: {exc} in {name}; "
+                                + traceback.format_exc(limit=3).replace("\n", " | "))
 
     def stop(self) -> None:
         """Ask the loop to finish (it flushes what it holds first)."""
@@ -352,14 +356,22 @@ class Bolt(Component):
             per_part[msg.partition] = per_part.get(msg.partition, 0) + n
             self._barriers.pop(key, None)  # the producer is streaming again
             self._pending += n
-            for t in tuples:
-                if t.ts > self.watermark:
-                    self.watermark = t.ts
+            watermark = self.watermark
             if self.dedupe:
                 self._buffer.extend(tuples)
-            else:
                 for t in tuples:
-                    self._safely(self.process, t, raw=t.body)
+                    if type(t.ts) is int and t.ts > watermark:
+                        watermark = t.ts
+            else:
+                process = self.process  # the hot loop: one pass, the hook called directly
+                for t in tuples:
+                    if type(t.ts) is int and t.ts > watermark:
+                        watermark = t.ts
+                    try:
+                        process(t)
+                    except Exception as exc:  # a bad record or a bug must not stop the bolt
+                        self._failed(process, exc, t.body)
+            self.watermark = watermark
         elif msg.kind == BARRIER:
             try:
                 info = decode_obj(msg.payload)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from functools import lru_cache
+from typing import Callable
 from zoneinfo import ZoneInfo
 
-__all__ = ["hour_start", "day_start", "week_start", "month_start", "period_start",
+__all__ = ["hour_start", "day_start", "week_start", "month_start", "period_start", "period_function",
            "next_period", "add_days", "zone", "PERIODS"]
 
 PERIODS = ("hour", "day", "week", "month")
@@ -62,13 +63,17 @@ def month_start(ts: int, tz: str = "UTC") -> int:
     return _at(local.replace(day=1), tz)
 
 
-def period_start(period: str, ts: int, tz: str = "UTC") -> int:
-    """Start of the `period` ('hour', 'day', 'week', 'month') containing ts."""
+def period_function(period: str) -> Callable[[int, str], int]:
+    """The function giving the start of `period` ('hour', 'day', 'week', 'month'): look it up once."""
     try:
-        fn = {"hour": hour_start, "day": day_start, "week": week_start, "month": month_start}[period]
+        return {"hour": hour_start, "day": day_start, "week": week_start, "month": month_start}[period]
     except KeyError:
         raise ValueError(f"unknown period {period!r}; expected one of {PERIODS}") from None
-    return fn(ts, tz)
+
+
+def period_start(period: str, ts: int, tz: str = "UTC") -> int:
+    """Start of the `period` ('hour', 'day', 'week', 'month') containing ts."""
+    return period_function(period)(ts, tz)
 
 
 def add_days(day_ts: int, days: int, tz: str = "UTC") -> int:

@@ -79,6 +79,12 @@ def server_key(body: Mapping[str, Any]) -> ServerKey:
 
 def gamelog_event(body: Mapping[str, Any]) -> GamelogEvent:
     """Validate a gamelog tuple body {game, area, plat, uid, ts, code, data}."""
+    if type(body) is dict:  # the spout's own shape: exact type checks only, no calls
+        game, area, plat, uid, ts, data = (body.get("game"), body.get("area"), body.get("plat"), body.get("uid"),
+                                           body.get("ts"), body.get("data"))
+        if type(game) is str and type(area) is str and type(plat) is str and type(uid) is str \
+                and game and area and plat and uid and type(ts) is int and type(data) is dict:
+            return GamelogEvent(game, area, plat, uid, ts, data)
     if not isinstance(body, dict):
         raise ValueError(f"gamelog body must be an object, got {type(body).__name__}")
     data = body.get("data")
@@ -112,7 +118,10 @@ class RecentMembers:
                 del self._by_start[oldest]
                 if oldest == start:
                     return True  # older than anything remembered: new, and not worth keeping
-        seen = per_key.setdefault(key, set())
+        seen = per_key.get(key)
+        if seen is None:
+            per_key[key] = {member}
+            return True
         if member in seen:
             return False
         seen.add(member)

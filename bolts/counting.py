@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from analytics.component import Bolt, Context
-from analytics.periods import period_start
+from analytics.periods import period_function
 from analytics.schema import Collection
 from analytics.store.base import Batch, MemberKey
 from analytics.tuples import Tuple, derived_id
@@ -89,15 +89,20 @@ class DistinctPeriods:
 
     def __init__(self, period: str, keep_periods: int) -> None:
         self.period = period
+        self._start = period_function(period)
         self._recent = RecentMembers(keep_periods)
         self._pending: dict[PeriodKey, set[str]] = {}
 
     def add(self, server: ServerKey, uid: str, ts: int, tz: str) -> tuple[PeriodKey, bool]:
-        start = period_start(self.period, ts, tz)
+        start = self._start(ts, tz)
         key = PeriodKey(server.game, server.area, server.plat, start)
         new = self._recent.add(server, start, uid)
         if new:
-            self._pending.setdefault(key, set()).add(uid)
+            pending = self._pending.get(key)
+            if pending is None:
+                self._pending[key] = {uid}
+            else:
+                pending.add(uid)
         return key, new
 
     def take(self) -> dict[PeriodKey, set[str]]:

@@ -27,6 +27,10 @@ from analytics.sources import (FileFollower, HttpPoller, Oversized, Reader, Sinc
 __all__ = ["SourceSpout", "Invalid", "parse_object", "require", "as_str", "as_int", "as_number", "as_epoch"]
 
 
+#: Bytes a line may start with and still be blank (records start with '{').
+_WHITESPACE = b" \t\r\n\x0b\x0c"
+
+
 class Invalid(ValueError):
     """A record failed validation; the message is the dead-letter reason ("kind: detail")."""
 
@@ -185,11 +189,12 @@ class SourceSpout(Spout):
         return True
 
     def _handle_one(self, raw: bytes, now: float) -> None:
-        size = raw.size if isinstance(raw, Oversized) else len(raw.rstrip(b"\r\n"))
-        if size > self.max_line_bytes:
-            self.reject(raw, f"size: line of {size} bytes exceeds max_line_bytes ({self.max_line_bytes})")
-            return
-        if not raw.strip():
+        if len(raw) > self.max_line_bytes or isinstance(raw, Oversized):  # cheap test first: lines are short
+            size = raw.size if isinstance(raw, Oversized) else len(raw.rstrip(b"\r\n"))
+            if size > self.max_line_bytes:
+                self.reject(raw, f"size: line of {size} bytes exceeds max_line_bytes ({self.max_line_bytes})")
+                return
+        if raw[:1] in _WHITESPACE and not raw.strip():
             return  # a blank line is not a record
         try:
             self.handle(raw, now)

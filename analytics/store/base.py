@@ -187,12 +187,36 @@ def _plain_field(name: object) -> bool:
     return isinstance(name, str) and bool(name) and not name.startswith("$") and "." not in name
 
 
+#: Upsert shapes already found valid: a bolt writes thousands of upserts of one shape per flush.
+_VALID_SHAPES: set[tuple] = set()
+_MAX_SHAPES = 4096
+
+
+def _shape(up: Upsert) -> tuple | None:
+    """What check_upsert's verdict depends on, or None when values matter beyond their types."""
+    if up.set and not up.set.keys().isdisjoint(up.key) or \
+            up.set_on_insert and not up.set_on_insert.keys().isdisjoint(up.key):
+        return None  # setting a key field is allowed only to its own value: check it every time
+    return (up.collection, tuple(up.key), tuple(map(type, up.key.values())),
+            tuple(up.inc or ()), tuple(map(type, (up.inc or {}).values())), tuple(up.set or ()),
+            tuple(up.set_on_insert or ()), tuple(up.max or ()), tuple(up.min or ()))
+
+
 def check_upsert(up: Upsert) -> None:
     """Reject an upsert MongoDB would reject (or that the backends would treat differently).
 
     Why here: both backends call it, so the contract follows MongoDB's documented
     behaviour rather than whatever the backend in hand happens to accept.
     """
+    shape = _shape(up)
+    if shape is not None and shape in _VALID_SHAPES:
+        return
+    _check_upsert(up)
+    if shape is not None and len(_VALID_SHAPES) < _MAX_SHAPES:
+        _VALID_SHAPES.add(shape)
+
+
+def _check_upsert(up: Upsert) -> None:
     if not isinstance(up.collection, str) or not _COLLECTION.fullmatch(up.collection) \
             or up.collection in RESERVED_COLLECTIONS:
         raise StoreError(f"bad collection name {up.collection!r}")

@@ -8,7 +8,9 @@ Tables (see docs/stores.md):
 
 * ``docs``        stat documents of every collection: (coll, k) unique, where k is
                   the canonical JSON of the key; game/area/plat/ts copied out for indexes.
-* ``member_sets`` one row per period key (set, game, area, plat, ts, sub), unique, with an id;
+* ``member_sets`` one row per period key (set, game, area, plat, ts, sub), unique, with an id
+                  and ``n``, the number of its members (kept by every write: counting is a
+                  primary-key read, not a scan of the set);
 * ``members``     one row per (set_id, member), unique: the key is not repeated on
                   every row (3x smaller, 2-3x faster); view ``members_flat`` shows it flat.
 * ``seen``        (scope, id) -> seen_at, the dedupe marks.
@@ -20,6 +22,7 @@ import sqlite3
 import threading
 import time
 from contextlib import contextmanager
+from itertools import repeat
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -55,6 +58,7 @@ CREATE TABLE IF NOT EXISTS member_sets (
     id INTEGER PRIMARY KEY,
     "set" TEXT NOT NULL, game TEXT NOT NULL, area TEXT NOT NULL, plat TEXT NOT NULL,
     ts INTEGER NOT NULL, sub TEXT NOT NULL,
+    n INTEGER NOT NULL DEFAULT 0,
     UNIQUE ("set", game, area, plat, ts, sub)
 );
 CREATE INDEX IF NOT EXISTS member_sets_ts ON member_sets ("set", ts);
@@ -152,6 +156,9 @@ class SQLiteStore(Store):
             self.busy_timeout_ms = busy_timeout_ms
         self._clock = clock
         self._lock = threading.RLock()
+        #: Period set ids by key: committed ones, and those the open transaction created.
+        self._set_ids: dict[tuple, int] = {}
+        self._new_set_ids: dict[tuple, int] = {}
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         with self._errors("open"):
@@ -184,10 +191,14 @@ class SQLiteStore(Store):
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
+                self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._new_set_ids.clear()  # ids created by a rolled-back transaction do not exist
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
+            self._set_ids.update(self._new_set_ids)
+            self._new_set_ids.clear()
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         with self._lock, self._errors("read"):
@@ -201,6 +212,10 @@ class SQLiteStore(Store):
             for stmt in _SCHEMA.split(";"):
                 if stmt.strip():
                     db.execute(stmt)
+            columns = {r[1] for r in db.execute("PRAGMA table_info(member_sets)")}
+            if "n" not in columns:  # a file written before member counts were kept
+                db.execute("ALTER TABLE member_sets ADD COLUMN n INTEGER NOT NULL DEFAULT 0")
+                db.execute("UPDATE member_sets SET n = (SELECT COUNT(*) FROM members WHERE set_id = id)")
 
     def apply(self, batch: Batch) -> None:
         """One transaction: members, upserts, member counts, seen marks; all or nothing."""
@@ -220,14 +235,26 @@ class SQLiteStore(Store):
             self._write_docs(db, ups)
             self._write_seen(db, batch)
 
-    def _write_members(self, db: sqlite3.Connection, batch: Batch) -> None:
-        for add in batch.members:
-            k = add.key
-            head = (k.set, k.game, k.area, k.plat, k.ts, k.sub)
+    def _set_id(self, db: sqlite3.Connection, k: MemberKey) -> int:
+        """The id of a period set, created when new (ids of committed sets never change: cached)."""
+        head = (k.set, k.game, k.area, k.plat, k.ts, k.sub)
+        set_id = self._set_ids.get(head)
+        if set_id is None:
             db.execute('INSERT OR IGNORE INTO member_sets ("set", game, area, plat, ts, sub) '
                        "VALUES (?,?,?,?,?,?)", head)
             set_id = db.execute(f"SELECT id FROM member_sets WHERE {_SET_WHERE}", head).fetchone()[0]
-            db.executemany("INSERT OR IGNORE INTO members VALUES (?,?)", [(set_id, str(m)) for m in add.members])
+            self._new_set_ids[head] = set_id
+        return set_id
+
+    def _write_members(self, db: sqlite3.Connection, batch: Batch) -> None:
+        """Insert new members and add how many were new (changes()) to their set's n."""
+        for add in batch.members:
+            set_id = self._set_id(db, add.key)
+            before = db.total_changes
+            db.executemany("INSERT OR IGNORE INTO members VALUES (?,?)", zip(repeat(set_id), sorted(map(str, add.members))))
+            added = db.total_changes - before
+            if added:
+                db.execute("UPDATE member_sets SET n = n + ? WHERE id = ?", (added, set_id))
 
     def _write_seen(self, db: sqlite3.Connection, batch: Batch) -> None:
         now = int(self._clock())
@@ -260,8 +287,9 @@ class SQLiteStore(Store):
 
     @staticmethod
     def _count(db: sqlite3.Connection, k: MemberKey) -> int:
-        return db.execute(f"SELECT COUNT(*) FROM members WHERE set_id = (SELECT id FROM member_sets WHERE {_SET_WHERE})",
-                          (k.set, k.game, k.area, k.plat, k.ts, k.sub)).fetchone()[0]
+        row = db.execute(f"SELECT n FROM member_sets WHERE {_SET_WHERE}",
+                         (k.set, k.game, k.area, k.plat, k.ts, k.sub)).fetchone()
+        return row[0] if row else 0
 
     def unseen(self, scope: str, ids: Sequence[str]) -> set[str]:
         """The ids `scope` has not marked seen (chunked IN queries on the primary key)."""
@@ -319,7 +347,7 @@ class SQLiteStore(Store):
         return {r[0] for r in self._read(sql, params)}
 
     def count_members(self, key: MemberKey) -> int:
-        """COUNT(*) on the members primary-key prefix (set_id)."""
+        """The set's kept member count (one indexed row)."""
         with self._lock, self._errors("read"):
             return self._count(self._db, key)
 
