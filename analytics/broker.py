@@ -35,8 +35,10 @@ def _listed(endpoints: str | Sequence[str]) -> list[str]:
 class Broker:
     """Forwards frames from `receiver` to `sender`, gated on subscriber readiness."""
 
-    #: Seconds between retries when a subscriber pipe is full.
+    #: Seconds before the first retry when a subscriber pipe is full; doubling up to full_retry_max
+    #: (a fixed short interval spins: it cost the broker a core's fifth while a bolt was behind).
     full_retry = 0.0005
+    full_retry_max = 0.005
 
     def __init__(self, ctx: zmq.Context, receiver: str | Sequence[str], sender: str | Sequence[str], *,
                  expected: Iterable[str] = (),
@@ -129,16 +131,17 @@ class Broker:
         if not self._routed(key):
             self.unrouted[topic] = self.unrouted.get(topic, 0) + n
             return
-        waited = 0
+        waited, delay = 0.0, self.full_retry
         while True:
             try:
                 self.sender.send_multipart(frames, zmq.NOBLOCK, copy=False)
                 break
             except zmq.Again:  # a subscriber is full: wait, never drop
-                waited += 1
-                gevent.sleep(self.full_retry)
+                gevent.sleep(delay)
+                waited += delay
+                delay = min(delay * 2, self.full_retry_max)
                 self._drain_subscriptions()
-        self.blocked_seconds += waited * self.full_retry
+        self.blocked_seconds += waited
         self.frames_out += 1
         self.sent[topic] = self.sent.get(topic, 0) + n
 

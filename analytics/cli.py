@@ -19,7 +19,8 @@ EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
 
 def _settings(args: argparse.Namespace) -> Any:
     from analytics.config import GameSettings, load_settings
-    s = load_settings(args.config, store=getattr(args, "store", None), mode=getattr(args, "mode", None))
+    s = load_settings(args.config, store=getattr(args, "store", None), mode=getattr(args, "mode", None),
+                      workers=getattr(args, "workers", None))
     tz = getattr(args, "tz", None)
     game = getattr(args, "game", None)
     if tz:
@@ -186,7 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--game", help="game name for gamelog records (they do not carry it)")
     p.add_argument("--tz", help="IANA time zone of the game's days (overrides the configuration)")
     p.add_argument("--store", help="store URL (default: $ANALYTICS_STORE or sqlite:///data/analytics.db)")
-    p.add_argument("--mode", choices=["inproc", "tcp"], help="one process (inproc) or one process per component (tcp)")
+    p.add_argument("--mode", choices=["inproc", "tcp"], help="one process (inproc) or separate processes (tcp)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="tcp mode: group the components into N worker processes by stage (0: one each)")
     p.add_argument("--timeout", type=float, help="give up after this many seconds")
     p.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")

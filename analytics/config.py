@@ -56,8 +56,11 @@ class Settings:
     store: str = DEFAULT_STORE
     #: etcd endpoint host:port; empty means no cluster registration.
     etcd: str = ""
-    #: 'inproc' (one process, greenlets) or 'tcp' (one process per component).
+    #: 'inproc' (one process, greenlets) or 'tcp' (separate processes over tcp).
     mode: str = "inproc"
+    #: tcp mode: 0 runs each component in a process of its own; N groups them by stage
+    #: into N worker processes (spouts, the bolts they feed, the rest): one per core.
+    workers: int = 0
     #: Disk logs, dead letters and spout offsets live here.
     data_dir: str = "data"
     #: Pid files and component logs for `analytics start`.
@@ -153,6 +156,8 @@ def load_settings(path: str | os.PathLike | None = None,
     _check_tz(settings.default_tz, "[analytics] default_tz")
     if settings.mode not in ("inproc", "tcp"):
         raise ConfigError(f"mode must be 'inproc' or 'tcp', not {settings.mode!r}")
+    if not isinstance(settings.workers, int) or settings.workers < 0:
+        raise ConfigError(f"workers must be an integer >= 0, not {settings.workers!r}")
     if settings.partitions < 1:
         raise ConfigError(f"partitions must be >= 1, not {settings.partitions}")
     return settings

@@ -43,6 +43,8 @@ class ProcessRunner:
         self.receiver = f"tcp://{host}:{free_port(host)}"
         self.sender = f"tcp://{host}:{free_port(host)}"
         self.procs: dict[str, subprocess.Popen] = {}
+        #: Process label -> the components it runs.
+        self.groups: dict[str, list[str]] = {}
         self._dir = tempfile.mkdtemp(prefix="analytics-topology-")
         self.log_dir = Path(log_dir or self._dir)
         self.spec_path = Path(self._dir, "topology.json")
@@ -57,16 +59,23 @@ class ProcessRunner:
         self.procs[name] = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=os.getcwd())
 
     def start(self, ready_timeout: float = 30) -> "ProcessRunner":
-        """Broker first, then the coordinator and bolts, then (once all are subscribed) the spouts."""
-        from analytics.topology import COORDINATOR, Coordinator
+        """Broker first, then the coordinator and bolts, then (once all are subscribed) the spouts.
+
+        With settings.workers = N the components run in N worker processes grouped by
+        stage (topology.worker_groups) instead of one process each.
+        """
+        from analytics.topology import COORDINATOR, Coordinator, worker_groups
         from analytics.transport import new_context
         self._spawn("broker", ["broker", "--expect", ",".join(self.topology.bolts + [COORDINATOR])])
         self._zmq = new_context()
         self.coordinator = Coordinator(self._zmq, self.sender, self.topology, hwm=self.settings.broker.hwm)
-        for name in self.topology.bolts:
-            self._spawn(name, ["component", name] + ([] if self.disk_log else ["--no-disk-log"]))
-        for name in self.topology.spouts:
-            self._spawn(name, ["component", name] + ([] if self.disk_log else ["--no-disk-log"]))
+        workers = int(getattr(self.settings, "workers", 0) or 0)
+        groups = worker_groups(self.topology, workers) if workers else \
+            [[n] for n in self.topology.bolts] + [[n] for n in self.topology.spouts]
+        for i, names in enumerate(groups):
+            label = names[0] if len(names) == 1 else f"worker{i}"
+            self._spawn(label, ["component", ",".join(names)] + ([] if self.disk_log else ["--no-disk-log"]))
+            self.groups[label] = names
         return self
 
     def wait_drained(self, timeout: float | None = None, on_report: Callable[[dict], None] | None = None) -> Any:
@@ -86,7 +95,9 @@ class ProcessRunner:
 
     def stop(self, timeout: float = 30) -> dict[str, int]:
         """SIGTERM spouts, then bolts, then the broker; SIGKILL what outlives `timeout`."""
-        order = self.topology.spouts + self.topology.bolts + ["broker"]
+        spouts = set(self.topology.spouts)
+        with_spouts = [label for label, names in self.groups.items() if spouts & set(names)]
+        order = with_spouts + [label for label in self.groups if label not in with_spouts] + ["broker"]
         codes = {}
         for name in order:
             p = self.procs.get(name)
@@ -122,7 +133,7 @@ def _settings_from(data: dict[str, Any]) -> Any:
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="analytics.processes")
     ap.add_argument("kind", choices=["broker", "component"])
-    ap.add_argument("name", nargs="?")
+    ap.add_argument("name", nargs="?", help="a component, or several separated by commas (one worker process)")
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--spec", help="topology + settings JSON written by ProcessRunner")
     src.add_argument("--config", help="TOML configuration: the default topology and settings.broker endpoints")
@@ -175,7 +186,13 @@ def main(argv: list[str] | None = None) -> int:
     from analytics.transport import new_context
 
     args = _parse_args(argv)
-    label = "broker" if args.kind == "broker" else args.name + ("" if args.instance is None else f"#{args.instance}")
+    if args.kind == "broker":
+        label = "broker"
+    elif "," in args.name:
+        first, *rest = args.name.split(",")
+        label = f"worker({first}+{len(rest)})"
+    else:
+        label = args.name + ("" if args.instance is None else f"#{args.instance}")
     setup_logging(os.environ.get("ANALYTICS_LOG_LEVEL", "INFO"), file=args.log_file,
                   stderr=args.log_file is None, component=label)
     if args.spec:
@@ -220,59 +237,74 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if topology is None:
         topology = Topology.from_json(spec["topology"])
-    if args.name not in topology.specs:
-        raise SystemExit(f"error: no component {args.name!r} in the topology "
+    names = args.name.split(",")
+    unknown = [n for n in names if n not in topology.specs]
+    if unknown:
+        raise SystemExit(f"error: no component {', '.join(map(repr, unknown))} in the topology "
                          f"(known: {', '.join(topology.specs)})")
-    spec_ = topology.specs[args.name]
-    cls = topology.classes[args.name]
-    is_bolt = issubclass(cls, Bolt)
+    if len(names) > 1 and args.instance is not None:
+        raise SystemExit("error: --instance takes one component, not a group")
     receiver, sender = _endpoints(settings, args, discover)
-    store = open_store(settings.store, dedupe_horizon_days=settings.dedupe_horizon_days) if is_bolt else None
-    ctx = Context(settings, zctx, receiver, sender, store=store,
-                  expected_barriers=topology.expected_barriers(args.name) if is_bolt else frozenset(),
-                  disk_log=not args.no_disk_log)
-    assigner = None
-    if is_bolt and args.instance is not None:
-        # Only this instance's partitions (the same component name: dedupe and membership are shared).
-        from analytics.cluster import PartitionAssigner
+    any_bolt = any(issubclass(topology.classes[n], Bolt) for n in names)
+    store = open_store(settings.store, dedupe_horizon_days=settings.dedupe_horizon_days) if any_bolt else None
+    components, registrations = [], []
+    for name in names:
+        cls = topology.classes[name]
+        is_bolt = issubclass(cls, Bolt)
+        ctx = Context(settings, zctx, receiver, sender, store=store if is_bolt else None,
+                      expected_barriers=topology.expected_barriers(name) if is_bolt else frozenset(),
+                      disk_log=not args.no_disk_log)
         holder: dict[str, Any] = {}
-
-        def on_change(owned: set[int]) -> None:
-            component_ = holder.get("component")
-            if component_ is not None and component_.publisher is not None:
-                component_.set_partitions(owned)
-            else:
-                ctx.partitions = set(owned)
-        assigner = PartitionAssigner(settings, args.name, str(args.instance), settings.partitions,
-                                     on_change=on_change).start()
-        if not assigner.wait_assigned(float(cluster_opts.get("assign_timeout", 10))):
-            log.warning("%s: no partition assignment yet; taking all partitions until one arrives "
-                        "(safe: writes are idempotent)", label)
-    component = cls(ctx, args.name, **spec_.options)
-    if assigner is not None:
-        holder["component"] = component
-    registration = None
-    if settings.etcd:
-        from analytics.cluster import start_node
-        registration = start_node(settings, label, cls.role, endpoints={}, stats=component.stats)
+        assigner = _assigner(settings, name, args.instance, ctx, holder, cluster_opts, label) \
+            if is_bolt and args.instance is not None else None
+        component = holder["component"] = cls(ctx, name, **topology.specs[name].options)
+        if assigner is not None:
+            registrations.append(assigner)
+        if settings.etcd:
+            from analytics.cluster import start_node
+            node = label if len(names) == 1 else name
+            registrations.append(start_node(settings, node, cls.role, endpoints={}, stats=component.stats))
+        components.append(component)
 
     def on_term(*_: Any) -> None:
         log.info("%s: stopping (flushing what it holds)", label)
-        component.stop()
+        for c in components:
+            c.stop()
     gevent.signal_handler(signal.SIGTERM, on_term)
     gevent.signal_handler(signal.SIGINT, on_term)
-    log.info("%s (%s) running: receiver %s, sender %s", label, cls.role, receiver, sender)
-    g = gevent.spawn(component.run)
-    g.join()
-    for reg in (assigner, registration):
-        if reg is not None:
-            reg.stop()
+    log.info("%s running: receiver %s, sender %s", label, receiver, sender)
+    greenlets = [gevent.spawn(c.run) for c in components]
+    gevent.joinall(greenlets)
+    for reg in registrations:
+        reg.stop()
     if store is not None:
         store.close()
     zctx.destroy(linger=5000)
-    code = 0 if g.successful() else 1
-    log.info("%s stopped, exit %d%s", label, code, "" if g.successful() else f": {g.exception!r}")
+    failed = [f"{c.name}: {g.exception!r}" for c, g in zip(components, greenlets) if not g.successful()]
+    code = 1 if failed else 0
+    log.info("%s stopped, exit %d%s", label, code, f": {'; '.join(failed)}" if failed else "")
     return code
+
+
+def _assigner(settings: Any, name: str, instance: int, ctx: Any, holder: dict[str, Any],
+              cluster_opts: dict[str, Any], label: str) -> Any:
+    """Only this instance's partitions (the same component name: dedupe and membership are shared).
+
+    `holder["component"]` is the bolt once it exists: partitions assigned before that go to ctx.
+    """
+    from analytics.cluster import PartitionAssigner
+
+    def on_change(owned: set[int]) -> None:
+        component_ = holder.get("component")
+        if component_ is not None and component_.publisher is not None:
+            component_.set_partitions(owned)
+        else:
+            ctx.partitions = set(owned)
+    assigner = PartitionAssigner(settings, name, str(instance), settings.partitions, on_change=on_change).start()
+    if not assigner.wait_assigned(float(cluster_opts.get("assign_timeout", 10))):
+        log.warning("%s: no partition assignment yet; taking all partitions until one arrives "
+                    "(safe: writes are idempotent)", label)
+    return assigner
 
 
 if __name__ == "__main__":

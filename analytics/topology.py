@@ -22,7 +22,7 @@ from analytics.transport import CTL_TOPIC, REPORT, Subscriber, new_context, topi
 from analytics.codec import decode_obj
 
 __all__ = ["DEFAULT_COMPONENTS", "ComponentSpec", "Topology", "TopologyError", "LocalRunner",
-           "DrainReport", "COORDINATOR", "default_topology"]
+           "DrainReport", "COORDINATOR", "default_topology", "stages", "worker_groups"]
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +149,46 @@ def _fed_bolts(specs: list[ComponentSpec]) -> list[ComponentSpec]:
         if len(nxt) == len(kept):
             return kept
         kept = nxt
+
+
+def stages(topology: Topology) -> dict[str, int]:
+    """Each component's depth in the flow: spouts 0, a bolt one more than its deepest producer.
+
+    (loginhour 1, loginday 2, activeday 3 ...). A bolt that feeds on its own stage's
+    output (a cycle) stays where it was first put.
+    """
+    depth = {name: 0 for name in topology.spouts}
+    producers = {name: {p for p, t in topology.expected_barriers(name)} for name in topology.bolts}
+    for _ in range(len(topology.specs)):
+        changed = False
+        for bolt, prods in producers.items():
+            known = [depth[p] for p in prods if p in depth and p != bolt]
+            if known:
+                d = 1 + max(known)
+                if depth.get(bolt, -1) < d and d < len(topology.specs):
+                    depth[bolt] = d
+                    changed = True
+        if not changed:
+            break
+    for bolt in topology.bolts:
+        depth.setdefault(bolt, 1)
+    return depth
+
+
+def worker_groups(topology: Topology, workers: int) -> list[list[str]]:
+    """Split a topology over `workers` processes by stage (pipeline parallelism, as Storm's workers).
+
+    Worker k runs stage k and the last worker every deeper stage too: with 3 workers,
+    the spouts, then the bolts they feed (loginhour ...), then the rest (loginday,
+    the timers ...). Each worker keeps a core busy with its part of the flow.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    depth = stages(topology)
+    groups: list[list[str]] = [[] for _ in range(workers)]
+    for name in topology.specs:
+        groups[min(depth[name], workers - 1)].append(name)
+    return [g for g in groups if g]
 
 
 def default_topology(settings: Settings, only: Iterable[str] | None = None) -> Topology:

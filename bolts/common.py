@@ -6,10 +6,11 @@ value seen; the Bolt base class logs, counts and dead-letters it.
 """
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any, Mapping, NamedTuple
 
 __all__ = ["ServerKey", "PeriodKey", "GamelogEvent", "gamelog_event", "need_str", "need_int", "need_number",
-           "server_key", "RecentMembers"]
+           "server_key", "RecentMembers", "NO_DATA"]
 
 
 class ServerKey(NamedTuple):
@@ -77,18 +78,23 @@ def server_key(body: Mapping[str, Any]) -> ServerKey:
     return ServerKey(need_str(body, "game"), need_str(body, "area"), need_str(body, "plat"))
 
 
+#: The `data` of a gamelog tuple that carries none (the spout leaves it out of login,
+#: sign-up and create-role tuples: their bolts count users only).
+NO_DATA: Mapping[str, Any] = MappingProxyType({})
+
+
 def gamelog_event(body: Mapping[str, Any]) -> GamelogEvent:
-    """Validate a gamelog tuple body {game, area, plat, uid, ts, code, data}."""
+    """Validate a gamelog tuple body {game, area, plat, uid, ts, code[, data]}."""
     if type(body) is dict:  # the spout's own shape: exact type checks only, no calls
         game, area, plat, uid, ts, data = (body.get("game"), body.get("area"), body.get("plat"), body.get("uid"),
-                                           body.get("ts"), body.get("data"))
+                                           body.get("ts"), body.get("data", NO_DATA))
         if type(game) is str and type(area) is str and type(plat) is str and type(uid) is str \
-                and game and area and plat and uid and type(ts) is int and type(data) is dict:
+                and game and area and plat and uid and type(ts) is int and (type(data) is dict or data is NO_DATA):
             return GamelogEvent(game, area, plat, uid, ts, data)
     if not isinstance(body, dict):
         raise ValueError(f"gamelog body must be an object, got {type(body).__name__}")
-    data = body.get("data")
-    if not isinstance(data, dict):
+    data = body.get("data", NO_DATA)
+    if not isinstance(data, dict) and data is not NO_DATA:
         raise ValueError(f"body.data must be an object, got {data!r}")
     return GamelogEvent(need_str(body, "game"), need_str(body, "area"), need_str(body, "plat"),
                         need_str(body, "uid"), need_int(body, "ts"), data)

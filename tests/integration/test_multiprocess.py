@@ -10,15 +10,19 @@ from analytics.topology import ComponentSpec, Topology
 pytestmark = pytest.mark.integration
 
 
-def test_transfer_data_count_across_processes(tmp_path, monkeypatch):
+@pytest.mark.parametrize("workers", [0, 2])
+def test_transfer_data_count_across_processes(tmp_path, monkeypatch, workers):
+    """workers=0: a process per component; 2: the spout in one worker process, every bolt in another."""
     monkeypatch.chdir(__import__("pathlib").Path(__file__).resolve().parents[2])
-    settings = load_settings(env={}, data_dir=str(tmp_path / "data"), store=f"sqlite:///{tmp_path}/s.db")
+    settings = load_settings(env={}, data_dir=str(tmp_path / "data"), store=f"sqlite:///{tmp_path}/s.db",
+                             workers=workers)
     settings.broker.hwm = 20
     toys = "tests.support.toys"
     topo = Topology([ComponentSpec("src", f"{toys}:ListSpout", {"count": 5000}),
                      ComponentSpec("collect", f"{toys}:CollectBolt"), ComponentSpec("onlya", f"{toys}:OnlyABolt"),
                      ComponentSpec("derived", f"{toys}:DerivedBolt"), ComponentSpec("storesum", f"{toys}:StoreSumBolt")])
     runner = ProcessRunner(topo, settings, log_dir=str(tmp_path)).start()
+    assert len(runner.procs) == (6 if workers == 0 else 3)  # with the broker
     try:
         report = runner.wait_drained(60)
     finally:

@@ -112,6 +112,27 @@ def test_wiring_is_validated():
         Topology([spec("src", "ListSpout"), spec("derived2", "DerivedBolt")])
 
 
+def test_worker_groups_follow_the_stages_of_the_flow():
+    from analytics.topology import stages, worker_groups
+    topo = Topology([spec("src", "ListSpout"), spec("collect", "CollectBolt"), spec("onlya", "OnlyABolt"),
+                     spec("derived", "DerivedBolt"), spec("storesum", "StoreSumBolt")])
+    assert stages(topo) == {"src": 0, "collect": 1, "onlya": 1, "derived": 2, "storesum": 1}
+    assert worker_groups(topo, 1) == [["src", "collect", "onlya", "derived", "storesum"]]
+    assert worker_groups(topo, 2) == [["src"], ["collect", "onlya", "derived", "storesum"]]
+    assert worker_groups(topo, 3) == [["src"], ["collect", "onlya", "storesum"], ["derived"]]
+    assert worker_groups(topo, 8) == worker_groups(topo, 3)  # no empty workers
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        worker_groups(topo, 0)
+
+
+def test_worker_groups_of_the_default_topology_put_the_sources_first():
+    from analytics.topology import default_topology, worker_groups
+    first, second, rest = worker_groups(default_topology(load_settings(env={})), 3)
+    assert set(first) == {"gamelog", "payment", "syncuser", "http"}
+    assert {"loginhour", "signuphour", "payorderuser", "serverstarttime"} <= set(second)
+    assert {"loginday", "activeday", "loginretention", "server"} <= set(rest)
+
+
 class FlakyStore:
     """A real store whose writes fail as unavailable for the first `outage` seconds (a restarting database)."""
 
