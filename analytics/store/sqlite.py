@@ -45,6 +45,18 @@ _UNAVAILABLE_TEXT = ("locked", "disk i/o error", "disk is full", "unable to open
 _CHUNK = 500
 _SET_WHERE = '"set"=? AND game=? AND area=? AND plat=? AND ts=? AND sub=?'
 
+
+def _has_json() -> bool:
+    """Whether this SQLite has the JSON functions (built in since 3.38, an extension before)."""
+    try:
+        sqlite3.connect(":memory:").execute("SELECT value FROM json_each('[1]')").fetchall()
+        return True
+    except sqlite3.Error:
+        return False
+
+
+_HAS_JSON = _has_json()
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS docs (
     coll TEXT NOT NULL, k TEXT NOT NULL,
@@ -270,11 +282,20 @@ class SQLiteStore(Store):
         return set_id
 
     def _write_members(self, db: sqlite3.Connection, batch: Batch) -> None:
-        """Insert new members and add how many were new (changes()) to their set's n."""
+        """Insert new members and add how many were new (changes()) to their set's n.
+
+        The members of a set go in as one JSON array unpacked by SQLite (json_each):
+        no Python call per row, 3-4x faster than executemany (bench/bench_store.py).
+        """
         for add in batch.members:
             set_id = self._set_id(db, add.key)
             before = db.total_changes
-            db.executemany("INSERT OR IGNORE INTO members VALUES (?,?)", zip(repeat(set_id), sorted(map(str, add.members))))
+            members = sorted(map(str, add.members))
+            if _HAS_JSON:
+                db.execute("INSERT OR IGNORE INTO members SELECT ?, value FROM json_each(?)",
+                           (set_id, orjson.dumps(members)))
+            else:
+                db.executemany("INSERT OR IGNORE INTO members VALUES (?,?)", zip(repeat(set_id), members))
             added = db.total_changes - before
             if added:
                 db.execute("UPDATE member_sets SET n = n + ? WHERE id = ?", (added, set_id))
@@ -296,17 +317,22 @@ class SQLiteStore(Store):
                 docs[(coll, k)] = None
                 by_coll.setdefault(coll, []).append(k)
         for coll, keys in by_coll.items():
-            for i in range(0, len(keys), 500):
-                chunk = keys[i:i + 500]
-                rows = db.execute(f"SELECT k, doc FROM docs WHERE coll=? AND k IN ({','.join('?' * len(chunk))})",
-                                  (coll, *chunk)).fetchall()
-                for k, doc in rows:
-                    docs[(coll, k)] = orjson.loads(doc)
+            if _HAS_JSON:  # all keys in one parameter: no statement size limit, no per-key binding
+                rows = db.execute("SELECT k, doc FROM docs WHERE coll=? AND k IN (SELECT value FROM json_each(?))",
+                                  (coll, orjson.dumps(keys))).fetchall()
+            else:
+                rows = []
+                for i in range(0, len(keys), 500):
+                    chunk = keys[i:i + 500]
+                    rows += db.execute(f"SELECT k, doc FROM docs WHERE coll=? AND k IN ({','.join('?' * len(chunk))})",
+                                       (coll, *chunk)).fetchall()
+            for k, doc in rows:
+                docs[(coll, k)] = orjson.loads(doc)
         for coll, k, up in keyed:
             docs[(coll, k)] = _apply_ops(docs[(coll, k)], up)
         db.executemany("INSERT OR REPLACE INTO docs VALUES (?,?,?,?,?,?,?)",
-                       [(coll, k, *(doc.get(c) for c in _COLUMNS), orjson.dumps(doc).decode())
-                        for (coll, k), doc in docs.items()])
+                       [(coll, k, *map(doc.get, _COLUMNS),
+                         orjson.dumps(doc).decode()) for (coll, k), doc in docs.items()])
 
     @staticmethod
     def _count(db: sqlite3.Connection, k: MemberKey) -> int:
