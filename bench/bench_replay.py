@@ -4,7 +4,7 @@ Target (issue 2): replay end to end, start-up included, at no less than half the
 speed of a loop that parses the same lines with orjson and keeps sets per hour
 and day. Prints lines/s of both, their ratio and the replay's peak memory.
 
-    .venv/bin/python bench/bench_replay.py [--lines 400000] [--mode inproc|tcp]
+    .venv/bin/python bench/bench_replay.py [--lines 400000] [--mode inproc|tcp] [--workers N]
 """
 from __future__ import annotations
 
@@ -56,6 +56,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--lines", type=int, default=400_000)
     ap.add_argument("--mode", default="inproc", choices=["inproc", "tcp"])
+    ap.add_argument("--workers", type=int, default=0, help="tcp mode: worker processes (0: one per component)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-replay-"))
     log = work / f"gamelog_login_{args.lines}.txt"
@@ -63,7 +64,7 @@ def main() -> None:
     base = min(bare_loop(log) for _ in range(2))
     env = {**os.environ, "ANALYTICS_STORE": f"sqlite:///{work}/bench.db"}
     cmd = [sys.executable, "-m", "analytics.cli", "replay", "--game", "dl", "--no-progress", "--json",
-           "--mode", args.mode, str(log)]
+           "--mode", args.mode, "--workers", str(args.workers), str(log)]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True)
     took = time.perf_counter() - t0
@@ -73,7 +74,8 @@ def main() -> None:
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"lines                 {args.lines}")
     print(f"bare orjson loop      {args.lines / base:,.0f} lines/s ({base:.2f}s)")
-    print(f"analytics replay      {args.lines / took:,.0f} lines/s ({took:.2f}s end to end, mode {args.mode})")
+    layout = args.mode + (f", {args.workers} workers" if args.mode == "tcp" and args.workers else "")
+    print(f"analytics replay      {args.lines / took:,.0f} lines/s ({took:.2f}s end to end, {layout})")
     print(f"ratio                 {base / took:.2f} of the bare loop (target >= 0.50)")
     print(f"accepted              {report['totals']['accepted']}, problems {report['problems']}")
     print(f"peak memory (replay)  {peak_mb:.0f} MiB")
