@@ -58,8 +58,9 @@ class Settings:
     etcd: str = ""
     #: 'inproc' (one process, greenlets) or 'tcp' (separate processes over tcp).
     mode: str = "inproc"
-    #: tcp mode: 0 runs each component in a process of its own; N groups them by stage
-    #: into N worker processes (spouts, the bolts they feed, the rest): one per core.
+    #: tcp replays and demos: 0 runs each component in a process of its own; N groups them by
+    #: stage into N worker processes (spouts, the bolts they feed, the rest): one per core.
+    #: `analytics start` always runs one daemon per component.
     workers: int = 0
     #: Disk logs, dead letters and spout offsets live here.
     data_dir: str = "data"

@@ -391,6 +391,54 @@ def test_sqlite_locked_database_is_unavailable(tmp_path) -> None:
     store.close()
 
 
+def test_sqlite_writer_waits_for_a_lock_released_in_time(tmp_path) -> None:
+    """Another connection's write lock is waited for (in short sleeps), not failed on at once."""
+    import threading
+    path = tmp_path / "busy.db"
+    store = SQLiteStore(path, busy_timeout_ms=5000)
+    store.setup()
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(0.3, lambda: other.execute("COMMIT"))
+    release.start()
+    b = Batch()
+    b.upsert("login_day", K, inc={"count": 1})
+    t = time.monotonic()
+    store.apply(b)
+    waited = time.monotonic() - t
+    release.join()
+    other.close()
+    assert 0.2 < waited < 2, waited        # waited for the lock, and got it soon after it was released
+    assert doc(store)["count"] == 1
+    store.close()
+
+
+def test_sqlite_file_from_before_member_counts_gets_them(tmp_path) -> None:
+    """A file whose member_sets has no `n` column (written by an older version) is counted once on open."""
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE member_sets (id INTEGER PRIMARY KEY, "set" TEXT NOT NULL, game TEXT NOT NULL,
+            area TEXT NOT NULL, plat TEXT NOT NULL, ts INTEGER NOT NULL, sub TEXT NOT NULL,
+            UNIQUE ("set", game, area, plat, ts, sub));
+        CREATE TABLE members (set_id INTEGER NOT NULL REFERENCES member_sets (id), member TEXT NOT NULL,
+            PRIMARY KEY (set_id, member)) WITHOUT ROWID;
+        INSERT INTO member_sets VALUES (1, 'login_day', 'dl', 'a1', '2001', 100, '');
+        INSERT INTO members VALUES (1, 'u1'), (1, 'u2');
+    """)
+    db.commit()
+    db.close()
+    store = SQLiteStore(path)
+    store.setup()
+    key = MemberKey("login_day", "dl", "a1", "2001", 100)
+    assert store.count_members(key) == 2
+    b = Batch()
+    b.add_members(key, {"u2", "u3"})
+    store.apply(b)
+    assert store.count_members(key) == 3 and store.members(key) == {"u1", "u2", "u3"}
+    store.close()
+
+
 def test_open_store_urls(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     with open_store("sqlite:///rel/dir/a.db") as s:
