@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     from analytics.component import Bolt, Context
     from analytics.logs import setup_logging
     from analytics.store import open_store
-    from analytics.topology import Topology, default_topology
+    from analytics.topology import COORDINATOR, Topology, default_topology
     from analytics.transport import new_context
 
     args = _parse_args(argv)
@@ -223,9 +223,13 @@ def main(argv: list[str] | None = None) -> int:
                                           stats=lambda: {"counters": broker.stats()})
 
         def on_term(*_: Any) -> None:
-            log.info("broker: SIGTERM, delivering what is queued and stopping")
             broker.hold_when_missing = False
-            gevent.spawn_later(1.0, broker.stop)
+            # A second for queued frames to reach the bolts still connected; none left (they are
+            # stopped before the broker, and the coordinator has its reports): stop at once.
+            live = sorted(n for n, v in broker.ready.items() if v > 0 and n != COORDINATOR)
+            log.info("broker: SIGTERM, %s", f"delivering what is queued to {', '.join(live)} and stopping"
+                     if live else "no subscriber left, stopping")
+            gevent.spawn_later(1.0 if live else 0.0, broker.stop)
         gevent.signal_handler(signal.SIGTERM, on_term)
         gevent.signal_handler(signal.SIGINT, on_term)
         log.info("broker running: receiver %s, sender %s, waiting for %s", broker.receiver_endpoint,
