@@ -225,12 +225,13 @@ class PayOrderUserBolt(Bolt):
             by_day.setdefault((k.server, k.ts), {})[k.uid] = t
             by_user.setdefault((k.server, k.uid), {})[k.ts] = t
 
+        payers_by_day: dict[tuple[ServerKey, int], set[str]] = {}
         for k, t in pending.items():
             batch.upsert("payorderdetail", k._asdict(), max={"times": t.times, "amount": t.amount})
-        for server, day in sorted({(k.server, k.ts) for k in pending}):
+            payers_by_day.setdefault((k.server, k.ts), set()).add(k.uid)
+        for (server, day), payers in sorted(payers_by_day.items()):
             doc_key = {**server._asdict(), "ts": day}
             totals = day_totals(by_day[(server, day)])
-            payers = {k.uid for k in pending if k.server == server and k.ts == day}
             batch.add_members(MemberKey("pay_day", *server, day), payers, count_into=("payorderuser", doc_key, "count"))
             batch.upsert("payorderuser", doc_key, set={"pay_amount": totals.pay_amount, "pay_count": totals.pay_count,
                                                        "type": "payorderuser"})
