@@ -174,12 +174,10 @@ class SQLiteStore(Store):
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         with self._errors("open"):
-            # No busy handler of SQLite's own: it sleeps in C (the whole process stops) with steps
-            # growing to 100 ms, so a writer waiting for another process's lock starves.
-            # _busy_retry waits instead, in small cooperative sleeps.
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=0)
-            self._db.execute("PRAGMA busy_timeout = 0")
-            self._busy_retry(lambda: self._db.execute("PRAGMA journal_mode = WAL"))
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                       timeout=self.busy_timeout_ms / 1000)
+            self._db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+            self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")
 
     # -- plumbing ---------------------------------------------------------
@@ -199,31 +197,10 @@ class SQLiteStore(Store):
                 raise StoreUnavailable(f"sqlite {what} on {self.path}: {e}") from e
             raise StoreError(f"sqlite {what} on {self.path}: {e}") from e
 
-    def _busy_retry(self, call: Callable[[], Any]) -> Any:
-        """Run `call`, retrying while another connection holds the lock, for up to busy_timeout_ms.
-
-        Polls every 0.5-5 ms with time.sleep, which gevent makes cooperative: other
-        greenlets of the process run while this one waits for the writer lock.
-        """
-        deadline, delay = None, 0.0005
-        while True:
-            try:
-                return call()
-            except sqlite3.OperationalError as exc:
-                if getattr(exc, "sqlite_errorcode", 5) & 0xFF not in (5, 6):  # SQLITE_BUSY, SQLITE_LOCKED
-                    raise
-                now = time.monotonic()
-                if deadline is None:
-                    deadline = now + self.busy_timeout_ms / 1000
-                elif now >= deadline:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 0.005)
-
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         with self._lock, self._errors("write"):
-            self._busy_retry(lambda: self._db.execute("BEGIN IMMEDIATE"))
+            self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
                 self._db.execute("COMMIT")
@@ -237,7 +214,7 @@ class SQLiteStore(Store):
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         with self._lock, self._errors("read"):
-            return self._busy_retry(lambda: self._db.execute(sql, params).fetchall())
+            return self._db.execute(sql, params).fetchall()
 
     # -- Store ------------------------------------------------------------
 

@@ -392,7 +392,7 @@ def test_sqlite_locked_database_is_unavailable(tmp_path) -> None:
 
 
 def test_sqlite_writer_waits_for_a_lock_released_in_time(tmp_path) -> None:
-    """Another connection's write lock is waited for (in short sleeps), not failed on at once."""
+    """Another connection's write lock is waited for (busy_timeout_ms), not failed on at once."""
     import threading
     path = tmp_path / "busy.db"
     store = SQLiteStore(path, busy_timeout_ms=5000)
