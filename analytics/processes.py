@@ -1,6 +1,8 @@
-"""Multi-process mode: the broker and every component in its own process over tcp.
+"""Multi-process mode: the broker and the components in processes of their own over tcp.
 
-`python -m analytics.processes broker|component ...` is what each child runs;
+One process per component, or with settings.workers = N the components grouped by
+stage into N worker processes (topology.worker_groups), each running its group as
+greenlets. `python -m analytics.processes broker|component NAME[,NAME...]` is what each child runs;
 ProcessRunner starts a whole topology that way from one parent (replay in tcp
 mode, the multi-process tests and benchmarks). The same Topology and component
 classes are used as in one process: only the transport endpoints differ.

@@ -1,8 +1,9 @@
 """The topology: which spouts and bolts exist, how they are wired, and how to run them.
 
 One definition (DEFAULT_COMPONENTS) runs either in one process (LocalRunner:
-greenlets over inproc://) or as one process per component (ProcessRunner: tcp),
-chosen by `settings.mode` only. Wiring is checked when the topology is built:
+greenlets over inproc://) or as separate processes over tcp (ProcessRunner: one per
+component, or `settings.workers` processes grouped by stage: worker_groups), chosen
+by configuration only. Wiring is checked when the topology is built:
 at least one spout, unique names, and every bolt topic produced by somebody.
 """
 from __future__ import annotations
