@@ -413,6 +413,23 @@ def test_sqlite_writer_waits_for_a_lock_released_in_time(tmp_path) -> None:
     store.close()
 
 
+def test_sqlite_without_json_functions_writes_the_same(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where SQLite lacks json_each, members and documents go through executemany and IN lists."""
+    import analytics.store.sqlite as sqlite_store
+    monkeypatch.setattr(sqlite_store, "_HAS_JSON", False)
+    store = SQLiteStore(tmp_path / "nojson.db")
+    store.setup()
+    key = MemberKey("login_day", "dl", "a1", "2001", 100)
+    for users in ({"u1", "u2"}, {"u2", "u3"}):
+        b = Batch()
+        b.add_members(key, users, count_into=("login_day", K, "count"))
+        b.upsert("login_day", K, set={"type": "login"})
+        store.apply(b)
+    assert store.members(key) == {"u1", "u2", "u3"} and store.count_members(key) == 3
+    assert doc(store)["count"] == 3 and doc(store)["type"] == "login"
+    store.close()
+
+
 def test_sqlite_file_from_before_member_counts_gets_them(tmp_path) -> None:
     """A file whose member_sets has no `n` column (written by an older version) is counted once on open."""
     path = tmp_path / "old.db"
