@@ -282,7 +282,11 @@ class SQLiteStore(Store):
     def _write_seen(self, db: sqlite3.Connection, batch: Batch) -> None:
         now = int(self._clock())
         for scope, ids in batch.seen.items():
-            db.executemany("INSERT OR IGNORE INTO seen VALUES (?,?,?)", [(scope, str(i), now) for i in ids])
+            if _HAS_JSON:  # one JSON array, as members
+                db.execute("INSERT OR IGNORE INTO seen SELECT ?, value, ? FROM json_each(?)",
+                           (scope, now, orjson.dumps([str(i) for i in ids])))
+            else:
+                db.executemany("INSERT OR IGNORE INTO seen VALUES (?,?,?)", [(scope, str(i), now) for i in ids])
 
     def _write_docs(self, db: sqlite3.Connection, keyed: Sequence[tuple[str, str, Upsert]]) -> None:
         """Apply (collection, canonical key, upsert) in order: read every touched document at once,
@@ -320,9 +324,14 @@ class SQLiteStore(Store):
         return row[0] if row else 0
 
     def unseen(self, scope: str, ids: Sequence[str]) -> set[str]:
-        """The ids `scope` has not marked seen (chunked IN queries on the primary key)."""
+        """The ids `scope` has not marked seen (IN queries on the primary key)."""
         want = {str(i) for i in ids}
         todo = list(want)
+        if _HAS_JSON and todo:
+            rows = self._read("SELECT id FROM seen WHERE scope=? AND id IN (SELECT value FROM json_each(?))",
+                              (scope, orjson.dumps(todo)))
+            want.difference_update(r[0] for r in rows)
+            return want
         for i in range(0, len(todo), _CHUNK):
             chunk = todo[i:i + _CHUNK]
             rows = self._read(f"SELECT id FROM seen WHERE scope=? AND id IN ({','.join('?' * len(chunk))})",

@@ -427,6 +427,10 @@ def test_sqlite_without_json_functions_writes_the_same(tmp_path, monkeypatch: py
         store.apply(b)
     assert store.members(key) == {"u1", "u2", "u3"} and store.count_members(key) == 3
     assert doc(store)["count"] == 3 and doc(store)["type"] == "login"
+    b = Batch()
+    b.mark_seen("coinhour", ["r1", "r2"])
+    store.apply(b)
+    assert store.unseen("coinhour", ["r1", "r3"]) == {"r3"}
     store.close()
 
 
