@@ -71,7 +71,7 @@ class ProcessRunner:
         self._spawn("broker", ["broker", "--expect", ",".join(self.topology.bolts + [COORDINATOR])])
         self._zmq = new_context()
         self.coordinator = Coordinator(self._zmq, self.sender, self.topology, hwm=self.settings.broker.hwm)
-        workers = int(getattr(self.settings, "workers", 0) or 0)
+        workers = self.settings.workers
         groups = worker_groups(self.topology, workers) if workers else \
             [[n] for n in self.topology.bolts] + [[n] for n in self.topology.spouts]
         for i, names in enumerate(groups):
@@ -188,11 +188,11 @@ def main(argv: list[str] | None = None) -> int:
     from analytics.transport import new_context
 
     args = _parse_args(argv)
+    names = args.name.split(",") if args.kind == "component" else []
     if args.kind == "broker":
         label = "broker"
-    elif "," in args.name:
-        first, *rest = args.name.split(",")
-        label = f"worker({first}+{len(rest)})"
+    elif len(names) > 1:
+        label = f"worker({names[0]}+{len(names) - 1})"
     else:
         label = args.name + ("" if args.instance is None else f"#{args.instance}")
     setup_logging(os.environ.get("ANALYTICS_LOG_LEVEL", "INFO"), file=args.log_file,
@@ -243,7 +243,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if topology is None:
         topology = Topology.from_json(spec["topology"])
-    names = args.name.split(",")
     unknown = [n for n in names if n not in topology.specs]
     if unknown:
         raise SystemExit(f"error: no component {', '.join(map(repr, unknown))} in the topology "
