@@ -40,7 +40,7 @@ from analytics.config import Settings
 from analytics.deadletter import DeadLetters
 from analytics.disklog import DiskLog
 from analytics.store.base import Batch, Store, StoreError, StoreUnavailable
-from analytics.transport import BARRIER, DATA, Message, Publisher, Subscriber
+from analytics.transport import BARRIER, DATA, Inbox, Message, Publisher, SharedSubscriber, Subscriber
 from analytics.tuples import Tuple, partition_of
 
 __all__ = ["Component", "Spout", "Bolt", "Context", "Counters"]
@@ -80,6 +80,9 @@ class Context:
     expected_barriers: frozenset[tuple[str, str]] = frozenset()
     #: Spouts: write raw records to the disk log (off when replaying a disk log).
     disk_log: bool = True
+    #: Bolts: the process's shared subscription (each frame received and decoded once for
+    #: every local bolt); None: a socket of the bolt's own.
+    subscriptions: SharedSubscriber | None = None
 
 
 class Component:
@@ -273,7 +276,7 @@ class Bolt(Component):
         self._from: dict[tuple[str, str], dict[str, int]] = {}
         self._barriers: dict[tuple[str, str], dict[str, Any]] = {}
         self.drained = gevent.event.Event()
-        self.subscriber: Subscriber | None = None
+        self.subscriber: Subscriber | Inbox | None = None
 
     @property
     def store(self) -> Store:
@@ -303,8 +306,11 @@ class Bolt(Component):
     def run(self) -> None:
         """The bolt loop: receive, process, flush by count or time, tick, drain on barriers."""
         self.publisher = self._publisher()
-        self.subscriber = Subscriber(self.ctx.zmq, self.ctx.sender, self.name, self.topics,
-                                     partitions=self.ctx.partitions, hwm=self.settings.broker.hwm)
+        if self.ctx.subscriptions is not None:
+            self.subscriber = self.ctx.subscriptions.subscribe(self.name, self.topics, partitions=self.ctx.partitions)
+        else:
+            self.subscriber = Subscriber(self.ctx.zmq, self.ctx.sender, self.name, self.topics,
+                                         partitions=self.ctx.partitions, hwm=self.settings.broker.hwm)
         try:
             if not self._safely(self.initialize):
                 self.health = {"state": "failing", "reason": "initialize failed"}
@@ -345,11 +351,13 @@ class Bolt(Component):
     def _handle(self, msg: Message) -> None:
         key = (msg.producer, msg.topic)
         if msg.kind == DATA:
-            try:
-                tuples = decode_batch(msg.topic, msg.payload)
-            except CodecError as exc:
-                self.reject(msg.payload, f"codec: {exc}")
-                return
+            tuples = msg.decoded  # decoded once per process, shared by the bolts it reaches
+            if tuples is None:
+                try:
+                    tuples = msg.decoded = decode_batch(msg.topic, msg.payload)
+                except CodecError as exc:
+                    self.reject(msg.payload, f"codec: {exc}")
+                    return
             n = len(tuples)
             self.counters.received[msg.topic] = self.counters.received.get(msg.topic, 0) + n
             per_part = self._from.setdefault(key, {})

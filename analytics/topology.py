@@ -19,7 +19,7 @@ import gevent
 from analytics.broker import Broker
 from analytics.component import Bolt, Component, Context, Spout
 from analytics.config import Settings
-from analytics.transport import CTL_TOPIC, REPORT, Subscriber, new_context, topic_matches
+from analytics.transport import CTL_TOPIC, REPORT, SharedSubscriber, Subscriber, new_context, topic_matches
 from analytics.codec import decode_obj
 
 __all__ = ["DEFAULT_COMPONENTS", "ComponentSpec", "Topology", "TopologyError", "LocalRunner",
@@ -307,6 +307,8 @@ class LocalRunner:
         self.greenlets: list[gevent.Greenlet] = []
         self.broker: Broker | None = None
         self.coordinator: Coordinator | None = None
+        #: One subscription for every bolt: a frame is received and decoded once.
+        self.subscriptions: SharedSubscriber | None = None
 
     def start(self) -> "LocalRunner":
         """Start the broker and the bolts, wait until they are all subscribed, then the spouts."""
@@ -319,6 +321,7 @@ class LocalRunner:
         self.broker = Broker(self.zmq, receivers, senders, expected=expected, hwm=b.hwm,
                              hold_when_missing=b.wait_for_subscribers).start()
         self.coordinator = Coordinator(self.zmq, self.sender, self.topology, hwm=b.hwm)
+        self.subscriptions = SharedSubscriber(self.zmq, self.sender, hwm=b.hwm)
         for name in self.topology.bolts:
             self._spawn(name)
         for name in self.topology.spouts:
@@ -329,7 +332,7 @@ class LocalRunner:
         spec, cls = self.topology.specs[name], self.topology.classes[name]
         ctx = Context(self.settings, self.zmq, self.receiver, self.sender, store=self.store, clock=self.clock,
                       expected_barriers=self.topology.expected_barriers(name) if issubclass(cls, Bolt) else frozenset(),
-                      disk_log=self.disk_log)
+                      disk_log=self.disk_log, subscriptions=self.subscriptions)
         component = cls(ctx, name, **spec.options)
         self.components[name] = component
         g = gevent.spawn(component.run)
@@ -364,6 +367,8 @@ class LocalRunner:
         gevent.joinall(self.greenlets, timeout=timeout)
         if self.coordinator:
             self.coordinator.close()
+        if self.subscriptions:
+            self.subscriptions.close()
         if self.broker:
             self.broker.stop()
         self.zmq.term()
