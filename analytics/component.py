@@ -26,6 +26,7 @@ Guarantees the base classes give:
 from __future__ import annotations
 
 import logging
+import os
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -409,11 +410,23 @@ class Bolt(Component):
         self.publisher.report({"event": "drained", "component": self.name, "role": self.role,
                                "at": self.ctx.clock(),
                                "received_from": {f"{p}|{t}": sum(v.values()) for (p, t), v in self._from.items()},
-                               "sent": dict(self.publisher.sent), **self.counters.as_dict()})
+                               "sent": dict(self.publisher.sent), "store_ops": self._store_ops(),
+                               **self.counters.as_dict()})
         self.publisher.flush()
         self._barriers.clear()
         self.drained.set()
         self.log.info("%s drained: received %s", self.name, self.counters.received)
+
+    def _store_ops(self) -> dict[str, Any] | None:
+        """The store's operation counters so far, tagged with the store's identity.
+
+        Bolts of one process share a store, so a run's total takes each store once
+        (DrainReport.store_ops), whichever bolt reported it last.
+        """
+        counts = getattr(self.ctx.store, "op_counts", None)
+        if counts is None:
+            return None
+        return {"store": f"{os.getpid()}:{id(self.ctx.store):x}", **{k: int(v) for k, v in dict(counts).items()}}
 
     def _tick(self) -> None:
         self._safely(self.tick, self.ctx.clock())

@@ -231,6 +231,29 @@ class DrainReport:
                 out.append(f"{bolt}: {report['lost']} tuples lost")
         return out
 
+    def store_ops(self) -> dict[str, int] | None:
+        """Store operations of the run (rows or documents read and written), each store counted once.
+
+        None when no bolt's store counts its operations. A store's counters only grow, so
+        the largest a bolt reported is the store's figure at the end of the run.
+        """
+        per_store: dict[str, dict[str, int]] = {}
+        for r in self.bolts.values():
+            ops = r.get("store_ops")
+            if not ops:
+                continue
+            mine = per_store.setdefault(ops["store"], {})
+            for k, v in ops.items():
+                if k != "store":
+                    mine[k] = max(mine.get(k, 0), v)
+        if not per_store:
+            return None
+        total: dict[str, int] = {}
+        for ops in per_store.values():
+            for k, v in ops.items():
+                total[k] = total.get(k, 0) + v
+        return total
+
     def totals(self) -> dict[str, int]:
         """read/accepted/rejected/ignored/deduplicated over the whole run."""
         t = {"accepted": 0, "rejected": 0, "ignored": 0, "deduplicated": 0, "errors": 0}

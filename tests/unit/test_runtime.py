@@ -256,3 +256,45 @@ def test_a_shared_subscription_routes_frames_by_topic_and_partition(settings):
         hub.close()
         broker.stop()
         zctx.term()
+
+
+class CountingStore:
+    """A store that counts its operations (as stores with `op_counts` do), delegating the rest."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.op_counts = {"reads": 0, "writes": 0}
+
+    def apply(self, batch):
+        self.op_counts["writes"] += 1
+        return self.inner.apply(batch)
+
+    def unseen(self, *args):
+        self.op_counts["reads"] += 1
+        return self.inner.unseen(*args)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_the_drain_report_counts_each_stores_operations_once(settings, tmp_path):
+    store = CountingStore(open_store(f"sqlite:///{tmp_path}/s.db"))
+    store.setup()
+    topo = Topology([spec("src", "ListSpout", count=600), spec("storesum", "StoreSumBolt"),
+                     spec("storesum2", "StoreSumBolt")])
+    _, report = run(topo, settings, store=store)
+    assert report.problems(topo) == []
+    assert store.op_counts["writes"] >= 2 and store.op_counts["reads"] >= 2
+    # Both bolts report the store they share; the run's figure takes it once.
+    assert report.store_ops() == store.op_counts
+    assert sum(r["store_ops"]["writes"] for r in report.bolts.values()) > store.op_counts["writes"]
+    store.inner.close()
+
+
+def test_a_store_without_operation_counters_reports_none(settings, tmp_path):
+    store = open_store(f"sqlite:///{tmp_path}/s.db")
+    store.setup()
+    _, report = run(Topology([spec("src", "ListSpout", count=100), spec("storesum", "StoreSumBolt")]), settings,
+                    store=store)
+    assert report.bolts["storesum"]["store_ops"] is None and report.store_ops() is None
+    store.close()
