@@ -384,9 +384,13 @@ class LocalRunner:
         """Stop spouts first, then bolts (each flushes), then the broker."""
         if self.broker:
             self.broker.hold_when_missing = False  # shutting down: deliver what is queued
-        for name in self.topology.spouts + self.topology.bolts:
-            self.components[name].stop()
-            self.components[name].finished.wait(timeout)
+        # All spouts, then all bolts at once: each loop notices within its poll interval,
+        # so stopping them one after the other cost ~30 ms a bolt (0.6 s of a short replay).
+        for names in (self.topology.spouts, self.topology.bolts):
+            for name in names:
+                self.components[name].stop()
+            for name in names:
+                self.components[name].finished.wait(timeout)
         gevent.joinall(self.greenlets, timeout=timeout)
         if self.coordinator:
             self.coordinator.close()
