@@ -55,6 +55,9 @@ class Counters:
     rejected: int = 0
     deduplicated: int = 0
     ignored: int = 0
+    #: Spouts: accepted records that travel inside another record's tuple (a packed tuple
+    #: of k records adds k - 1), so records accepted = tuples sent + combined.
+    combined: int = 0
     errors: int = 0
     flushes: int = 0
     lost: int = 0
@@ -62,7 +65,8 @@ class Counters:
 
     def as_dict(self) -> dict[str, Any]:
         return {"received": dict(self.received), "emitted": dict(self.emitted), "rejected": self.rejected,
-                "deduplicated": self.deduplicated, "ignored": self.ignored, "errors": self.errors,
+                "deduplicated": self.deduplicated, "ignored": self.ignored, "combined": self.combined,
+                "errors": self.errors,
                 "flushes": self.flushes, "lost": self.lost, "store_retries": self.store_retries}
 
 

@@ -258,7 +258,8 @@ class DrainReport:
         """read/accepted/rejected/ignored/deduplicated over the whole run."""
         t = {"accepted": 0, "rejected": 0, "ignored": 0, "deduplicated": 0, "errors": 0}
         for r in self.spouts.values():
-            t["accepted"] += sum(r.get("sent", {}).values())
+            # Records, not tuples: a spout that packs several records into one tuple counts the rest.
+            t["accepted"] += sum(r.get("sent", {}).values()) + r.get("combined", 0)
             t["rejected"] += r.get("rejected", 0)
             t["ignored"] += r.get("ignored", 0)
             t["errors"] += r.get("errors", 0)
