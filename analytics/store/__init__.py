@@ -2,9 +2,8 @@
 
 ``open_store(url)`` picks the backend from a small registry keyed by the URL's
 scheme (the faust idea): ``sqlite:///relative.db``, ``sqlite:////abs/path.db``,
-``mongodb://host:port/db`` (and ``mongodb+srv://``), and ``mongomock://name`` for
-tests only (an in-memory stand-in for MongoDB, not MongoDB). Backends are
-imported lazily, so using SQLite never imports pymongo.
+``mongodb://host:port/db`` (and ``mongodb+srv://``). Backends are imported lazily,
+so using SQLite never imports pymongo.
 """
 from __future__ import annotations
 
@@ -42,22 +41,11 @@ def _mongodb(url: str, dedupe_horizon_days: int) -> Store:
     return MongoStore.from_url(url, seen_ttl_seconds=dedupe_horizon_days * 86400)
 
 
-def _mongomock(url: str, dedupe_horizon_days: int) -> Store:
-    """Tests only: a MongoStore over a fresh mongomock client (in-memory, not MongoDB)."""
-    import mongomock
-
-    from analytics.store.mongo import MongoStore
-    name = urlsplit(url).netloc or "analytics"
-    return MongoStore(mongomock.MongoClient(), name, url=url, seen_ttl_seconds=dedupe_horizon_days * 86400,
-                      owns_client=True)
-
-
 #: URL scheme -> factory(url, dedupe_horizon_days). Small on purpose.
 BACKENDS: dict[str, Callable[[str, int], Store]] = {
     "sqlite": _sqlite,
     "mongodb": _mongodb,
     "mongodb+srv": _mongodb,
-    "mongomock": _mongomock,
 }
 
 

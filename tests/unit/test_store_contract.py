@@ -1,14 +1,14 @@
 """One contract suite for every store backend.
 
-Backends: "sqlite" (a real file in tmp_path), "mongomock" (an in-memory stand-in
-for MongoDB, NOT MongoDB) and "mongodb" (a real server, only when
-ANALYTICS_TEST_MONGO_URL is set: no MongoDB server can be installed on these
-machines). Each test gets a fresh store; `reopen()` gives a new store object over
-the same data (same SQLite file; same mongomock client; same MongoDB database).
+Backends: "sqlite" (a real file in tmp_path) and "mongo": the MongoDB backend over a
+real wire-protocol server, SecantusDB (MongoDB wire protocol, started once for the
+session by tests/mongo_server.py; not MongoDB), or the real MongoDB that
+ANALYTICS_TEST_MONGO_URL points at when set. Each test gets a fresh store (its own
+database); `reopen()` gives a new store object over the same data (same SQLite file;
+same database).
 """
 from __future__ import annotations
 
-import os
 import socket
 import sqlite3
 import time
@@ -20,17 +20,9 @@ import pytest
 from analytics.store import Batch, MemberKey, QueryError, Store, StoreError, StoreUnavailable, open_store
 from analytics.store.mongo import MongoStore
 from analytics.store.sqlite import SQLiteStore
+from tests.mongo_server import mongo_url
 
-MONGO_URL = os.environ.get("ANALYTICS_TEST_MONGO_URL", "")
-NO_MONGO = ("no MongoDB server can be installed on these machines; to run against one, set "
-            "ANALYTICS_TEST_MONGO_URL=mongodb://host:27017 (a replica set also exercises transactions)")
-
-BACKENDS = [
-    "sqlite",
-    "mongomock",
-    pytest.param("mongodb", marks=[pytest.mark.integration,
-                                   pytest.mark.skipif(not MONGO_URL, reason=NO_MONGO)]),
-]
+BACKENDS = ["sqlite", pytest.param("mongo", marks=pytest.mark.integration)]
 
 K = {"game": "dl", "area": "1", "plat": "7", "ts": 1420646400}
 DAY = 86400
@@ -53,7 +45,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def clock() -> Clock:
-    # Near real time: mongomock applies TTL indexes on read, so far-past stamps would vanish.
+    # Near real time: a server's TTL monitor may delete far-past stamps while a test runs.
     return Clock(time.time() - 1000)
 
 
@@ -65,20 +57,15 @@ def reopen(backend: str, tmp_path, clock: Clock) -> Callable[[], Store]:
     if backend == "sqlite":
         def make() -> Store:
             return SQLiteStore(tmp_path / "stats.db", clock=clock)
-    elif backend == "mongomock":
-        import mongomock
-        client = mongomock.MongoClient()    # reopen() reuses this same client: mongomock data lives in it
-
-        def make() -> Store:
-            return MongoStore(client, "contract", url="mongomock://contract", owns_client=False, clock=clock)
     else:
         import pymongo
+        url = mongo_url()
         name = f"analytics_test_{uuid.uuid4().hex[:12]}"
-        client = pymongo.MongoClient(MONGO_URL, serverSelectionTimeoutMS=3000)
+        client = pymongo.MongoClient(url, serverSelectionTimeoutMS=3000)
         cleanup.append(lambda: (client.drop_database(name), client.close()))
 
         def make() -> Store:
-            return MongoStore(client, name, url=MONGO_URL, owns_client=False, clock=clock)
+            return MongoStore(client, name, url=url, owns_client=False, clock=clock)
 
     def opener() -> Store:
         s = make()
@@ -132,7 +119,7 @@ def test_set_max_min_and_set_on_insert(store: Store) -> None:
 
 
 def test_same_field_in_two_operators_is_rejected(store: Store) -> None:
-    """MongoDB rejects {$inc: {x}, $setOnInsert: {x}} (mongomock accepts it): so must every backend."""
+    """MongoDB rejects {$inc: {x}, $setOnInsert: {x}}: so must every backend."""
     with pytest.raises(StoreError, match="'count' appears in both"):
         Batch().upsert("login_day", K, inc={"count": 1}, set_on_insert={"count": 0})
     b = Batch()
@@ -221,7 +208,7 @@ def test_unseen_across_flushes_and_reopen(store: Store, reopen: Callable[[], Sto
     b.mark_seen("login", many[::100])
     store.apply(b)
     store.close()
-    again = reopen()     # sqlite: same file; mongomock: the same client object reused
+    again = reopen()     # sqlite: same file; mongo: the same database
     assert again.unseen("login", ["r1", "r2", "r3"]) == {"r3"}
     assert again.unseen("login", many) == set(many) - set(many[::100])
 
@@ -253,7 +240,7 @@ def test_crash_between_writes_then_replay(store: Store, monkeypatch: pytest.Monk
         assert doc(store) == {**K, "count": 1, "users": 1}
         assert store.unseen("login", ["r1", "r2", "r3"]) == {"r2", "r3"}
     else:
-        # MongoDB without a replica set (and mongomock): the documented crash window.
+        # MongoDB without a replica set: the documented crash window.
         # Members and counts are in (idempotent); $inc is in but the seen marks are not.
         assert doc(store) == {**K, "count": 3, "users": 2}
         assert store.unseen("login", ["r1", "r2", "r3"]) == {"r2", "r3"}
@@ -266,9 +253,6 @@ def test_crash_between_writes_then_replay(store: Store, monkeypatch: pytest.Monk
 
 
 def test_failed_apply_raises_store_error(store: Store, backend: str) -> None:
-    if backend == "mongomock":
-        pytest.skip("mongomock gap: $inc on a string raises a bare TypeError inside mongomock, "
-                    "where MongoDB answers a TypeMismatch write error (-> StoreError)")
     b = Batch()
     b.upsert("login_day", K, set={"count": "many"})
     store.apply(b)
@@ -502,13 +486,17 @@ def test_mongo_unreachable_is_unavailable() -> None:
         store.close()
 
 
+@pytest.mark.integration
 def test_open_store_mongo_urls() -> None:
-    with open_store("mongomock://anything") as s:
-        assert isinstance(s, MongoStore) and s.db.name == "anything" and s.atomic is False
+    url = mongo_url().rstrip("/")
+    name = f"analytics_test_{uuid.uuid4().hex[:12]}"
+    with open_store(f"{url}/{name}") as s:
+        assert isinstance(s, MongoStore) and s.db.name == name
         b = Batch()
         b.upsert("login_day", K, inc={"count": 2})
         s.apply(b)
         assert doc(s)["count"] == 2
+        s.client.drop_database(name)
     s = MongoStore.from_url("mongodb://127.0.0.1:1/stats")      # lazy: no connection attempted yet
     try:
         assert s.db.name == "stats"
@@ -517,15 +505,21 @@ def test_open_store_mongo_urls() -> None:
         s.close()
 
 
+@pytest.mark.integration
 def test_mongo_duplicate_key_race_is_not_a_failure(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Two writers upserting the same new document: the loser gets E11000 (MongoDB, not mongomock,
-    does this under concurrency, so the race is simulated). A member is then already present;
-    a stat upsert is retried once and lands as an update."""
-    import mongomock
+    """Two writers upserting the same new document: the loser gets E11000. The race is made
+    simulated (a real one needs two writers within microseconds): "the other writer" lands the
+    first operation, and ours reports E11000 for it.
+    A member is then already present; a stat upsert is retried once and lands as an update."""
+    import pymongo
+    from pymongo.collection import Collection
     from pymongo.errors import BulkWriteError
-    store = MongoStore(mongomock.MongoClient(), "race")
+    name = f"analytics_test_{uuid.uuid4().hex[:12]}"
+    client = pymongo.MongoClient(mongo_url(), serverSelectionTimeoutMS=3000)
+    store = MongoStore(client, name, owns_client=False)
     store.setup()
-    real = mongomock.collection.Collection.bulk_write
+    store._replica_set = False          # the race outside a transaction: one bulk write per collection
+    real = Collection.bulk_write
     raced: list[str] = []
 
     def racing(self, ops, *a, **kw):
@@ -538,13 +532,18 @@ def test_mongo_duplicate_key_race_is_not_a_failure(monkeypatch: pytest.MonkeyPat
                                   "writeConcernErrors": [], "nInserted": 0, "nUpserted": len(ops) - 1,
                                   "nMatched": 0, "nModified": 0, "nRemoved": 0, "upserted": []})
         return real(self, ops, *a, **kw)
-    monkeypatch.setattr(mongomock.collection.Collection, "bulk_write", racing)
-    mk = MemberKey("login_day", "dl", "1", "7", K["ts"])
-    b = Batch()
-    b.add_members(mk, ["u1", "u2"])
-    b.upsert("login_day", K, inc={"count": 1})
-    store.apply(b)
-    assert sorted(raced) == ["login_day", "members"]
-    assert store.members(mk) == {"u1", "u2"}
-    # The simulated winner applied the same op: the retry adds ours on top (1 + 1).
-    assert doc(store)["count"] == 2
+    monkeypatch.setattr(Collection, "bulk_write", racing)
+    try:
+        mk = MemberKey("login_day", "dl", "1", "7", K["ts"])
+        b = Batch()
+        b.add_members(mk, ["u1", "u2"])
+        b.upsert("login_day", K, inc={"count": 1})
+        store.apply(b)
+        assert sorted(raced) == ["login_day", "members"]
+        assert store.members(mk) == {"u1", "u2"}
+        # The simulated winner applied the same op: ours lands on top of it (1 + 1).
+        assert doc(store)["count"] == 2
+    finally:
+        monkeypatch.undo()
+        client.drop_database(name)
+        client.close()
