@@ -48,9 +48,14 @@ def _replay(settings: Settings, sources: list[str]) -> None:
 
 
 def _dump(settings: Settings) -> dict[str, list[dict[str, Any]]]:
-    """Every document of every collection, with its userlist where it has one, in a stable order."""
+    """Every document of every collection, with its userlist where it has one, in a stable order.
+
+    Left out: userlevel documents of count 0, which docs/collections.md declares the same
+    as absent ones (a grade nobody holds any more; which exist depends on the flushes).
+    """
     with open_store(settings.store) as store:
-        return {name: sorted(query(store, name, userlist=True),
+        return {name: sorted((d for d in query(store, name, userlist=True)
+                              if not (name == "userlevel" and d["count"] == 0)),
                              key=lambda d: sorted((k, str(v)) for k, v in d.items()))
                 for name in sorted(all_collections())}
 
@@ -88,6 +93,7 @@ def test_replays_one_source_at_a_time_give_the_store_of_one_replay(tmp_path, one
     assert _differences(one_command, got) == []
     assert sum(map(len, got.values())) == sum(map(len, one_command.values())) > 0
     assert one_command["server"], "the sample has server days"
+    print(f"compared {sum(map(len, got.values()))} documents over {len(got)} collections")
 
 
 def test_gamelog_then_payment_in_two_replays_equals_both_in_one(tmp_path):
