@@ -96,7 +96,6 @@ class Topology:
     def __init__(self, specs: Iterable[ComponentSpec], *, partial: bool = False) -> None:
         """`partial`: a part of a topology (a replay of some sources, `run --only`): a bolt may
         subscribe to topics nobody here emits, as long as one of its topics is fed."""
-        self.partial = partial
         self.specs: dict[str, ComponentSpec] = {}
         self.classes: dict[str, type[Component]] = {}
         for spec in specs:
