@@ -3,10 +3,17 @@
 Why this layout (see docs/stores.md):
 
 * one collection per stat collection, named as the bolt names it; a unique
-  index on its key fields, created lazily the first time a key shape is written;
+  index on its key fields (game, area, plat, ts first: it then serves the
+  dashboard's queries too), created lazily the first time a key shape is written;
 * ``members``: one document per (set, game, area, plat, ts, sub, member), unique;
 * ``member_sets``: one document per period key that has members (for `member_keys`);
-* ``seen``: (scope, id) unique, ``seen_at`` under a TTL index (the dedupe horizon).
+* ``seen``: (scope, id) unique, ``seen_at`` under a TTL index (the dedupe horizon);
+  marks are inserted, not upserted (`unseen` said they are new; a mark that is
+  there after all makes the batch go again with upserts).
+
+Every index costs each write on the server (SecantusDB rewrites them all on an
+update), so a collection gets no index its queries do not need; `$in` lists are
+short because SecantusDB matches each document against the whole list.
 
 `apply` runs in a transaction when the server is a replica set (hello reports
 setName); otherwise in the order members, upserts, counts, seen marks, which
@@ -37,8 +44,11 @@ log = logging.getLogger(__name__)
 _MEMBER_HEAD = ("set", "game", "area", "plat", "ts", "sub")
 _DUPLICATE_KEY = 11000
 _INDEX_OPTIONS_CONFLICT = 85
-#: Ids per `$in` query in `unseen`.
-_CHUNK = 1000
+_INDEX_NOT_FOUND = 27
+#: Ids per `$in` query in `unseen`: SecantusDB matches each document found against the
+#: whole list, so a query costs O(found x list); 50 is the fastest there (measured: 7,300
+#: ids/s against 1,000/s with 1,000 a query) and costs a real mongod only more round trips.
+_CHUNK = 50
 DEFAULT_SERVER_SELECTION_MS = 5000
 
 
@@ -55,7 +65,7 @@ def _update_doc(up: Upsert) -> dict[str, Any]:
 
 
 class MongoStore(Store):
-    """Stats on MongoDB. Pass a client (pymongo or mongomock) and a database name, or use from_url."""
+    """Stats on MongoDB. Pass a pymongo client and a database name, or use from_url."""
 
     def __init__(self, client: Any, database: str = "analytics", *, url: str | None = None,
                  seen_ttl_seconds: int = 90 * 86400, owns_client: bool = True,
@@ -104,10 +114,7 @@ class MongoStore(Store):
         """Whether `apply` runs in a transaction: only when the server is a replica set."""
         if self._replica_set is None:
             with self._errors("hello"):
-                try:
-                    hello = self.client.admin.command("hello")
-                except NotImplementedError:     # mongomock has no hello (and no transactions)
-                    hello = {}
+                hello = self.client.admin.command("hello")
             self._replica_set = bool(hello.get("setName"))
             log.info("mongodb %s: %s", self.db.name,
                      "replica set, batches in transactions" if self._replica_set else
@@ -134,15 +141,18 @@ class MongoStore(Store):
                 self.db[coll].bulk_write([ops[x["index"]] for x in errors], ordered=False, session=session)
 
     def _ensure_doc_indexes(self, coll: str, key: Mapping[str, Any]) -> None:
-        """Create the unique key index of this key shape, and the query index, once per process."""
+        """Create the unique key index of this key shape, and the query indexes, once per process."""
         shape = tuple(sorted(key))
         if (coll, shape) in self._indexed:
             return
         c = self.db[coll]
-        c.create_index([(f, ASCENDING) for f in shape], unique=True, name="key_" + "_".join(shape))
+        fields = _key_index_fields(key)
+        c.create_index([(f, ASCENDING) for f in fields], unique=True, name="key_" + "_".join(fields))
         if (coll, ()) not in self._indexed:
-            c.create_index([(f, ASCENDING) for f in KEY_FIELDS], name="game_area_plat_ts")
+            if fields[:len(KEY_FIELDS)] != KEY_FIELDS:  # else the key index serves these queries
+                c.create_index([(f, ASCENDING) for f in KEY_FIELDS], name="game_area_plat_ts")
             c.create_index([("ts", ASCENDING)], name="ts")
+            self._drop_superseded_indexes(c, fields)
             self._indexed.add((coll, ()))
         self._indexed.add((coll, shape))
 
@@ -182,15 +192,21 @@ class MongoStore(Store):
                     self._ensure_doc_indexes(add.count_into[0], add.count_into[1])
             if self.atomic:
                 with self.client.start_session() as s:
-                    s.with_transaction(lambda s: self._write(batch, s))
+                    try:
+                        s.with_transaction(lambda s: self._write(batch, s))
+                    except _SeenAlready:    # a mark was there after all: it aborted the transaction
+                        s.with_transaction(lambda s: self._write(batch, s, insert_seen=False))
             else:
                 self._write(batch, None)
 
-    def _write(self, batch: Batch, session: Any) -> None:
+    def _write(self, batch: Batch, session: Any, *, insert_seen: bool = True) -> None:
         self._write_members(batch, session)
         self._write_upserts(batch.upserts, session)
         self._write_counts(batch, session)
-        self._write_seen(batch, session)
+        if insert_seen:
+            self._write_seen(batch, session)
+        else:
+            self._upsert_seen(batch, session)
 
     def _write_members(self, batch: Batch, session: Any) -> None:
         ops, sets = [], []
@@ -218,7 +234,8 @@ class MongoStore(Store):
                 ups.append(Upsert(coll, dict(doc_key), set={fld: n}))
         self._write_upserts(ups, session)
 
-    def _write_seen(self, batch: Batch, session: Any) -> None:
+    def _upsert_seen(self, batch: Batch, session: Any) -> None:
+        """Seen marks as upserts: the fallback of `_write_seen` when some are there already."""
         now = datetime.fromtimestamp(self._clock(), timezone.utc)
         ops = [UpdateOne({"scope": scope, "id": str(i)}, {"$setOnInsert": {"seen_at": now}}, upsert=True)
                for scope, ids in batch.seen.items() for i in ids]
@@ -307,3 +324,59 @@ class MongoStore(Store):
         """Close the client if this store created it."""
         if self._owns_client:
             self.client.close()
+
+    # -- write shapes (see the module docstring) ----------------------------
+
+    def _write_seen(self, batch: Batch, session: Any) -> None:
+        """Seen marks as one unordered insert: 2x faster than upserts on SecantusDB.
+
+        `unseen` found these ids new, so a duplicate means another writer marked
+        the same id meanwhile. Outside a transaction the other marks still go in
+        (unordered) and the duplicate is already there; inside one the duplicate
+        aborted the transaction, so `_SeenAlready` makes `apply` run it again with
+        upserts (`_upsert_seen`).
+        """
+        now = datetime.fromtimestamp(self._clock(), timezone.utc)
+        marks = [{"scope": scope, "id": str(i), "seen_at": now} for scope, ids in batch.seen.items() for i in ids]
+        if not marks:
+            return
+        try:
+            self.db.seen.insert_many(marks, ordered=False, session=session)
+        except BulkWriteError as e:
+            errors = e.details.get("writeErrors", [])
+            others = [x for x in errors if x.get("code") != _DUPLICATE_KEY]
+            if others:
+                raise StoreError(f"mongodb write to seen: {others[0].get('errmsg')} ({len(others)} failed)") from e
+            if session is not None:
+                raise _SeenAlready() from e
+
+    def _drop_superseded_indexes(self, c: Any, fields: tuple[str, ...]) -> None:
+        """Drop what older versions created that the key index now makes redundant.
+
+        Before, the unique key index had its fields sorted (key_area_game_plat_ts) and a
+        separate (game, area, plat, ts) index served the queries: two more indexes to
+        maintain on every write. The new key index is in place before they go.
+        """
+        old_key = "key_" + "_".join(sorted(fields))
+        drop = [old_key] if old_key != "key_" + "_".join(fields) else []
+        if fields[:len(KEY_FIELDS)] == KEY_FIELDS:
+            drop.append("game_area_plat_ts")
+        present = c.index_information()
+        for name in drop:
+            if name in present:
+                try:
+                    c.drop_index(name)
+                    log.info("mongodb %s: dropped index %s (superseded)", c.name, name)
+                except OperationFailure as e:
+                    if e.code != _INDEX_NOT_FOUND:      # another process dropped it first
+                        raise
+
+
+class _SeenAlready(Exception):
+    """A seen mark inserted inside a transaction was there already (the transaction is aborted)."""
+
+
+def _key_index_fields(key: Mapping[str, Any]) -> tuple[str, ...]:
+    """The unique index of a key: game, area, plat, ts (those present, in this order), then the rest sorted."""
+    head = tuple(f for f in KEY_FIELDS if f in key)
+    return head + tuple(sorted(f for f in key if f not in KEY_FIELDS))
