@@ -9,9 +9,10 @@ week = union of days, retention = intersection) is set algebra in memory.
 Pure: no database here. The backends (sqlite.py, mongo.py) own the uid
 dictionary tables and the compare-and-swap writes; this module gives them:
 
-* `direct_id`: a uid that is a canonical decimal below 2**31 is its own integer;
-  every other uid goes through the per-game dictionary (`uid_map`), whose ids
-  start at `DICT_BASE` = 2**31, so the two ranges never collide.
+* `direct_id`: a uid that is a canonical decimal below `DICT_BASE` (2**32 - 2**28,
+  about 4.03 billion: numeric account ids of 32-bit databases) is its own
+  integer; every other uid goes through the per-game dictionary (`uid_map`),
+  whose ids are the top 2**28 (268 million per game), so the two never collide.
 * `split_parts`: a bitmap cut by the id's high bits (`part = id >> part_bits`), so
   that no stored blob passes MongoDB's 16 MB document limit.
 * `serialize` / `deserialize`: pyroaring's portable format, the standard
@@ -32,10 +33,10 @@ __all__ = ["BitMap", "DIRECT_LIMIT", "DICT_BASE", "ID_LIMIT", "DEFAULT_PART_BITS
            "direct_id", "split_ids", "split_parts", "serialize", "deserialize", "CachedPart", "BitmapCache",
            "UidCache", "parse_size", "PartIO", "merge_into", "apply_after", "MAX_CAS_ATTEMPTS"]
 
+#: The first id the per-game dictionary hands out (ids are 32-bit: the dictionary has 2**28 of them).
+DICT_BASE = 2 ** 32 - 2 ** 28
 #: Canonical decimal uids below this are stored as themselves.
-DIRECT_LIMIT = 2 ** 31
-#: The first id the per-game dictionary hands out (ids are 32-bit: the dictionary has 2**31 of them).
-DICT_BASE = 2 ** 31
+DIRECT_LIMIT = DICT_BASE
 #: Bitmaps hold 32-bit ids.
 ID_LIMIT = 2 ** 32
 #: part = id >> 26: a part spans 2**26 ids, so even a worst-case (dense or scattered) part serializes to
@@ -48,12 +49,12 @@ MIGRATE_CHUNK = 200_000
 
 
 def direct_id(uid: str) -> int | None:
-    """uid's own integer when it is a canonical decimal in [0, 2**31) ('0', '42'); else None.
+    """uid's own integer when it is a canonical decimal in [0, DIRECT_LIMIT) ('0', '42'); else None.
 
     Canonical means str(int(uid)) == uid: '042', '+1', '-1', ' 1' and '1.0' go through the
     dictionary, so that decoding gives back exactly the string that went in.
 
-    >>> direct_id("42"), direct_id("0"), direct_id("042"), direct_id("u1"), direct_id("2147483648")
+    >>> direct_id("42"), direct_id("0"), direct_id("042"), direct_id("u1"), direct_id("4026531840")
     (42, 0, None, None, None)
     """
     if len(uid) <= 10 and uid.isdigit() and uid.isascii() and (uid[0] != "0" or uid == "0"):

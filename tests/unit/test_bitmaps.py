@@ -9,12 +9,13 @@ from analytics.store.bitmaps import (DICT_BASE, BitmapCache, CachedPart, apply_a
 from analytics.store.errors import StoreError
 
 
-@pytest.mark.parametrize("uid, n", [("0", 0), ("7", 7), ("2147483647", 2 ** 31 - 1), ("10000001", 10000001)])
+@pytest.mark.parametrize("uid, n", [("0", 0), ("7", 7), ("2147483648", 2 ** 31), ("3000000123", 3000000123),
+                                    ("4026531839", DICT_BASE - 1), ("10000001", 10000001)])
 def test_canonical_small_decimals_are_their_own_id(uid: str, n: int) -> None:
     assert direct_id(uid) == n
 
 
-@pytest.mark.parametrize("uid", ["2147483648", "042", "00", "+1", "-1", " 1", "1 ", "1.0", "u1", "", "١٢",
+@pytest.mark.parametrize("uid", ["4026531840", "4294967296", "042", "00", "+1", "-1", " 1", "1 ", "1.0", "u1", "", "١٢",
                                  "99999999999999999999"])
 def test_everything_else_goes_through_the_dictionary(uid: str) -> None:
     assert direct_id(uid) is None

@@ -195,7 +195,7 @@ def test_members_between_and_member_keys(store: Store) -> None:
 def test_userlist_round_trip_of_numeric_and_other_uids(store: Store, reopen: Callable[[], Store]) -> None:
     """Small canonical decimals are their own ids; every other string goes through uid_map and comes back as it was."""
     from analytics.query import query
-    uids = {"0", "7", "10000001", "2147483647", "2147483648", "042", "-1", "u1", "名前", "a b", "7.0"}
+    uids = {"0", "7", "10000001", "3000000001", "4026531839", "4026531840", "9999999999", "042", "-1", "u1", "名前", "a b", "7.0"}
     day = {"game": "dl", "area": "1", "plat": "7", "ts": K["ts"]}
     b = Batch()
     b.add_members(MemberKey("login_day", "dl", "1", "7", K["ts"]), uids, count_into=("loginday", day, "count"))
