@@ -21,6 +21,7 @@ import orjson
 from analytics.config import Settings
 from analytics.query import QueryError, collections, parse_time, query
 from analytics.store.base import Store
+from analytics.store.bitmaps import BitMap
 
 __all__ = ["StatsResource", "CollectionsResource", "GamesResource", "TotalUserResource", "ActiveUserResource", "bad_request"]
 
@@ -132,15 +133,19 @@ class ActiveUserResource:
         # Keys of login_day in a window wide enough for every zone; keep the ones on that local day.
         utc = parse_time(day.isoformat(), "UTC")
         lo, hi = utc - 86400, utc + 2 * 86400
-        users: set[str] = set()
+        users: dict[str, BitMap] = {}     # per game: ids are per-game (uid_map), so unions are too
         for key in self.store.member_keys("login_day", game=f["game"], area=f["area"], plat=f["plat"],
                                           ts_from=lo, ts_to=hi):
             start = starts.get(key.game)
             if start is None:
                 start = starts[key.game] = parse_time(day.isoformat(), self.settings.tz_of(key.game))
             if key.ts == start:
-                users |= self.store.members(key)
-        resp.media = {"distinct_user": len(users), "date": day.isoformat()}
+                users.setdefault(key.game, BitMap()).update(self.store.bitmap(key))
+        if len(users) <= 1:
+            distinct = sum(map(len, users.values()))
+        else:   # the same uid in two games is one user, as before: decode, then union the strings
+            distinct = len(set().union(*(self.store.decode(g, bm) for g, bm in users.items())))
+        resp.media = {"distinct_user": distinct, "date": day.isoformat()}
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         extra: dict[str, Any] = {}

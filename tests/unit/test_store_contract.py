@@ -55,8 +55,8 @@ def reopen(backend: str, tmp_path, clock: Clock) -> Callable[[], Store]:
     made: list[Store] = []
     cleanup: list[Callable[[], None]] = []
     if backend == "sqlite":
-        def make() -> Store:
-            return SQLiteStore(tmp_path / "stats.db", clock=clock)
+        def make(**options) -> Store:
+            return SQLiteStore(tmp_path / "stats.db", clock=clock, **options)
     else:
         import pymongo
         url = mongo_url()
@@ -64,11 +64,12 @@ def reopen(backend: str, tmp_path, clock: Clock) -> Callable[[], Store]:
         client = pymongo.MongoClient(url, serverSelectionTimeoutMS=3000)
         cleanup.append(lambda: (client.drop_database(name), client.close()))
 
-        def make() -> Store:
-            return MongoStore(client, name, url=url, owns_client=False, clock=clock)
+        def make(**options) -> Store:
+            return MongoStore(client, name, url=url, owns_client=False, clock=clock, **options)
 
-    def opener() -> Store:
-        s = make()
+    def opener(**options) -> Store:
+        """A new store object over the same storage; `options` go to its constructor (part_bits, cache_bytes)."""
+        s = make(**options)
         s.setup()
         made.append(s)
         return s
@@ -189,6 +190,202 @@ def test_members_between_and_member_keys(store: Store) -> None:
         MemberKey("login_day", "dl", "1", "7", t + DAY), MemberKey("login_day", "dl", "1", "7", t + 2 * DAY)}
     assert store.member_keys("login_day", area="2") == [MemberKey("login_day", "dl", "2", "7", t)]
     assert store.member_keys("pay_day", game="xx") == []
+
+
+def test_userlist_round_trip_of_numeric_and_other_uids(store: Store, reopen: Callable[[], Store]) -> None:
+    """Small canonical decimals are their own ids; every other string goes through uid_map and comes back as it was."""
+    from analytics.query import query
+    uids = {"0", "7", "10000001", "3000000001", "4026531839", "4026531840", "9999999999", "042", "-1", "u1", "名前", "a b", "7.0"}
+    day = {"game": "dl", "area": "1", "plat": "7", "ts": K["ts"]}
+    b = Batch()
+    b.add_members(MemberKey("login_day", "dl", "1", "7", K["ts"]), uids, count_into=("loginday", day, "count"))
+    b.add_members(MemberKey("login_day", "xx", "1", "7", K["ts"]), ["u1", "zz"])     # another game's dictionary
+    store.apply(b)
+    mk = MemberKey("login_day", "dl", "1", "7", K["ts"])
+    assert store.members(mk) == uids and store.count_members(mk) == len(uids)
+    assert store.members(MemberKey("login_day", "xx", "1", "7", K["ts"])) == {"u1", "zz"}
+    again = reopen()                                        # a cold dictionary cache
+    assert again.members(mk) == uids
+    [got] = query(again, "loginday", game="dl", userlist=True)
+    assert got["count"] == len(uids) and got["userlist"] == sorted(uids)
+    assert len(again.uid_bitmap("dl", ["u1", "042", "7", "never-seen"])) == 3
+    assert again.bitmap(mk) & again.uid_bitmap("dl", ["u1", "7"]) == again.uid_bitmap("dl", ["7", "u1"])
+
+
+def test_a_set_spanning_several_parts(reopen: Callable[..., Store]) -> None:
+    """part_bits=8: a part holds 256 ids, so these members spread over many part rows/documents."""
+    store = reopen(part_bits=8)
+    mk = MemberKey("login_day", "dl", "1", "7", K["ts"])
+    first = {str(i) for i in range(0, 3000, 7)} | {"u1", "u2"}
+    b = Batch()
+    b.add_members(mk, first, count_into=("loginday", K, "count"))
+    store.apply(b)
+    second = {str(i) for i in range(1, 3000, 11)} | {"u2", "u3"}
+    b = Batch()
+    b.add_members(mk, second, count_into=("loginday", K, "count"))
+    store.apply(b)
+    everyone = first | second
+    assert store.count_members(mk) == len(everyone) and doc(store, "loginday")["count"] == len(everyone)
+    assert store.members(mk) == everyone
+    assert store.member_keys("login_day") == [mk]
+    other = reopen(part_bits=8)
+    assert other.members_between("login_day", "dl", "1", "7", K["ts"], K["ts"] + DAY) == everyone
+    assert len(other.bitmap_between("login_day", "dl", "1", "7", K["ts"], K["ts"] + DAY)) == len(everyone)
+
+
+def test_two_writers_with_stale_caches_lose_no_member(reopen: Callable[..., Store]) -> None:
+    """Two store objects over the same file/database (a partition hand-over; a replay beside the live
+    topology) write the same period in turns, each with a cache that misses the other's writes."""
+    a, b_ = reopen(part_bits=8), reopen(part_bits=8)
+    mk = MemberKey("login_day", "dl", "1", "7", K["ts"])
+    want: set[str] = set()
+    for i, writer in enumerate([a, b_, a, b_, a, a, b_]):
+        users = {str(i * 100 + j) for j in range(5)} | {f"u{i}", "u0", "300"}
+        want |= users
+        b = Batch()
+        b.add_members(mk, users, count_into=("loginday", K, "count"))
+        writer.apply(b)
+    assert a.members(mk) == want and b_.members(mk) == want
+    assert a.count_members(mk) == len(want) and doc(a, "loginday")["count"] == len(want)
+    # A writer whose cache says "nothing new" writes nothing, and its lagging count never lowers the stored one.
+    b = Batch()
+    b.add_members(mk, {"0", "u0"}, count_into=("loginday", K, "count"))
+    a.apply(b)
+    assert doc(a, "loginday")["count"] == len(want)
+
+
+def test_a_rolled_back_apply_leaves_the_cache_consistent(store: Store) -> None:
+    """If the cache kept members of a rolled-back batch, the next apply would think them stored and drop them."""
+    mk = MemberKey("login_day", "dl", "1", "7", K["ts"])
+    b = Batch()
+    b.add_members(mk, ["1", "u1"])
+    b.upsert("login_day", K, set={"count": "many"})
+    store.apply(b)
+    b = Batch()
+    b.add_members(mk, ["2", "u2"], count_into=("loginday", K, "count"))
+    b.upsert("login_day", K, inc={"count": 1})               # fails: $inc of a string
+    with pytest.raises(StoreError):
+        store.apply(b)
+    if not getattr(store, "atomic"):
+        pytest.skip("no transaction: the failed apply's members are stored (the documented window)")
+    assert store.members(mk) == {"1", "u1"}
+    b = Batch()
+    b.add_members(mk, ["2", "u2"], count_into=("loginday", K, "count"))
+    store.apply(b)
+    assert store.members(mk) == {"1", "2", "u1", "u2"} and doc(store, "loginday")["count"] == 4
+
+
+def _replayable(n: int) -> Batch:
+    b = Batch()
+    for day in range(3):
+        key = {**K, "ts": K["ts"] + day * DAY}
+        b.upsert("loginday", key, set={"type": "login"})
+        b.add_members(MemberKey("login_day", "dl", "1", "7", key["ts"]), [str(i) for i in range(n)] + ["u1", "u2"],
+                      count_into=("loginday", key, "count"))
+    return b
+
+
+def test_a_replay_of_stored_members_writes_nothing(store: Store, reopen: Callable[[], Store]) -> None:
+    store.apply(_replayable(500))
+    writes = store.op_counts["writes"]
+    # 3 sets of 2 parts each (small decimals, dictionary ids), 3 documents, 2 uid_map rows (+ a sequence document)
+    assert 0 < writes <= 3 * 2 + 3 + 2 + 1
+    store.apply(_replayable(500))                      # the same again, hot cache: nothing to write
+    assert store.op_counts["writes"] == writes
+    cold = reopen()                                    # a new process (cold cache): reads, and still no write
+    reads = cold.op_counts["reads"]
+    cold.apply(_replayable(500))
+    assert cold.op_counts["writes"] == 0 and cold.op_counts["reads"] > reads
+    assert cold.count_members(MemberKey("login_day", "dl", "1", "7", K["ts"])) == 502
+
+
+#: The SQLite schema of the member rows before bitmaps (analytics 7dcb686), verbatim.
+OLD_SQLITE_MEMBERS = """
+CREATE TABLE IF NOT EXISTS member_sets (
+    id INTEGER PRIMARY KEY,
+    "set" TEXT NOT NULL, game TEXT NOT NULL, area TEXT NOT NULL, plat TEXT NOT NULL,
+    ts INTEGER NOT NULL, sub TEXT NOT NULL,
+    n INTEGER NOT NULL DEFAULT 0,
+    UNIQUE ("set", game, area, plat, ts, sub)
+);
+CREATE INDEX IF NOT EXISTS member_sets_ts ON member_sets ("set", ts);
+CREATE TABLE IF NOT EXISTS members (
+    set_id INTEGER NOT NULL REFERENCES member_sets (id), member TEXT NOT NULL,
+    PRIMARY KEY (set_id, member)
+) WITHOUT ROWID;
+CREATE VIEW IF NOT EXISTS members_flat AS
+    SELECT s."set", s.game, s.area, s.plat, s.ts, s.sub, m.member
+    FROM members m JOIN member_sets s ON s.id = m.set_id;
+"""
+OLD_SETS = {MemberKey("login_day", "dl", "1", "7", K["ts"]): {"1", "2", "u1", "u2", "042"},
+            MemberKey("login_day", "dl", "1", "7", K["ts"] + DAY): {"2", "3", "u2"},
+            MemberKey("shop_day", "dl", "1", "7", K["ts"], "item9"): {"u3"}}
+
+
+def _write_old_members(store: Store, path) -> None:
+    """Member rows/documents exactly as the version before bitmaps wrote them."""
+    if isinstance(store, SQLiteStore):
+        db = sqlite3.connect(path)
+        db.executescript(OLD_SQLITE_MEMBERS)
+        for i, (k, users) in enumerate(OLD_SETS.items(), 1):
+            db.execute("INSERT INTO member_sets VALUES (?,?,?,?,?,?,?,?)",
+                       (i, k.set, k.game, k.area, k.plat, k.ts, k.sub, len(users)))
+            db.executemany("INSERT INTO members VALUES (?,?)", [(i, u) for u in users])
+        db.commit()
+        db.close()
+    else:
+        head = ("set", "game", "area", "plat", "ts", "sub")
+        for k, users in OLD_SETS.items():
+            key = dict(zip(head, (k.set, k.game, k.area, k.plat, k.ts, k.sub)))
+            store.db.member_sets.insert_one(dict(key))
+            store.db.members.insert_many([{**key, "member": u} for u in users])
+
+
+def test_a_store_written_before_bitmaps_is_migrated_on_open(store: Store, reopen: Callable[[], Store], tmp_path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Old member rows become bitmaps in chunks; a crash mid-migration is finished by the next open."""
+    b = Batch()
+    b.add_members(MemberKey("login_day", "dl", "1", "7", K["ts"]), ["9"])      # a set that is a bitmap already
+    store.apply(b)
+    _write_old_members(store, tmp_path / "stats.db")
+    calls = {"n": 0}
+    cls = type(store)
+    real = cls._write_sets if cls is SQLiteStore else cls.apply
+
+    def crash_on_second_chunk(self, *a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("simulated crash mid-migration")
+        return real(self, *a, **kw)
+    monkeypatch.setattr(cls, "_write_sets" if cls is SQLiteStore else "apply", crash_on_second_chunk)
+    with pytest.raises(RuntimeError, match="mid-migration"):
+        store.migrate(chunk=4)
+    monkeypatch.undo()
+    again = reopen()                       # setup() goes on where the crash stopped
+    want = {k: set(v) for k, v in OLD_SETS.items()}
+    want[MemberKey("login_day", "dl", "1", "7", K["ts"])].add("9")
+    for k, users in want.items():
+        assert again.members(k) == users and again.count_members(k) == len(users), k
+    assert set(again.member_keys("login_day")) | set(again.member_keys("shop_day")) == set(want)
+    assert again.migrate() == 0            # nothing left, nothing done twice
+    if isinstance(again, SQLiteStore):
+        names = {r[0] for r in again._read("SELECT name FROM sqlite_master")}
+        assert not {"members", "member_sets", "members_flat"} & names
+    else:
+        assert not {"members", "member_sets"} & set(again.db.list_collection_names())
+
+
+def test_sqlite_file_of_the_previous_version_opens_with_its_members(tmp_path) -> None:
+    """A file made only by the previous version's SQL (member rows, no bitmaps table) opens as before."""
+    path = tmp_path / "previous.db"
+    _write_old_members(SQLiteStore.__new__(SQLiteStore), path)
+    with open_store(f"sqlite:///{path}") as s:
+        for k, users in OLD_SETS.items():
+            assert s.members(k) == users and s.count_members(k) == len(users)
+        b = Batch()
+        b.add_members(MemberKey("login_day", "dl", "1", "7", K["ts"]), ["u1", "u9"])
+        s.apply(b)
+        assert s.count_members(MemberKey("login_day", "dl", "1", "7", K["ts"])) == 6
 
 
 # -- dedupe --------------------------------------------------------------------
@@ -510,7 +707,8 @@ def test_mongo_duplicate_key_race_is_not_a_failure(monkeypatch: pytest.MonkeyPat
     """Two writers upserting the same new document: the loser gets E11000. The race is made
     simulated (a real one needs two writers within microseconds): "the other writer" lands the
     first operation, and ours reports E11000 for it.
-    A member is then already present; a stat upsert is retried once and lands as an update."""
+    A seen mark is then already present; a stat upsert is retried once and lands as an update.
+    (Membership sets race differently: a version compare-and-swap, test_two_writers_... below.)"""
     import pymongo
     from pymongo.collection import Collection
     from pymongo.errors import BulkWriteError
@@ -523,7 +721,7 @@ def test_mongo_duplicate_key_race_is_not_a_failure(monkeypatch: pytest.MonkeyPat
     raced: list[str] = []
 
     def racing(self, ops, *a, **kw):
-        if self.name in ("login_day", "members") and self.name not in raced:
+        if self.name in ("login_day", "seen") and self.name not in raced:
             raced.append(self.name)
             real(self, ops[:1], *a, **kw)           # "the other writer" gets there first ...
             if ops[1:]:
@@ -538,9 +736,11 @@ def test_mongo_duplicate_key_race_is_not_a_failure(monkeypatch: pytest.MonkeyPat
         b = Batch()
         b.add_members(mk, ["u1", "u2"])
         b.upsert("login_day", K, inc={"count": 1})
+        b.mark_seen("login", ["r1", "r2"])
         store.apply(b)
-        assert sorted(raced) == ["login_day", "members"]
+        assert sorted(raced) == ["login_day", "seen"]
         assert store.members(mk) == {"u1", "u2"}
+        assert store.unseen("login", ["r1", "r2", "r3"]) == {"r3"}
         # The simulated winner applied the same op: ours lands on top of it (1 + 1).
         assert doc(store)["count"] == 2
     finally:
