@@ -16,7 +16,7 @@ from bolts.timer import PeriodKey
 from tests.unit.test_timer_bolts import (DAY, JAN08, JAN09, SERVER, docs, firsts, make, members, state, store,
                                          tick)
 
-__all__ = ["store"]  # the fixture, imported for its parameters (SQLite and mongomock)
+__all__ = ["store"]  # the fixture, imported for its parameters (SQLite and the MongoDB backend)
 
 pytestmark = pytest.mark.timeout(30)
 
