@@ -103,11 +103,17 @@ def table(page, selector: str) -> list[list[dict]]:
         bg: getComputedStyle(td).backgroundColor})))""", selector)
 
 
+def shown(page, site, view: str, path: str, selector: str, rows: str) -> tuple[dict, list[list[dict]]]:
+    """Open a view; the API's answer and the rows of the view's table (one per generated day)."""
+    open_view(page, site, view)
+    want = api(site, path)
+    got = table(page, selector)
+    assert len(got) == len(want[rows]) == 40
+    return want, got
+
+
 def test_the_heatmap_shows_the_cohort_table_of_the_api(site, page, tmp_path):
-    open_view(page, site, "retention")
-    want = api(site, "/api/v1/cohorts")
-    got = table(page, "#heatmap")
-    assert len(got) == len(want["rows"]) == 40
+    want, got = shown(page, site, "retention", "/api/v1/cohorts", "#heatmap", "rows")
     for row, cells in zip(want["rows"], got):
         assert [c["text"] for c in cells[:2]] == [row["day"], fmt(row["cohort"])]
         for k, c in zip(want["offsets"], cells[2:]):
@@ -145,10 +151,7 @@ def test_a_selection_of_servers_sums_their_counts(site, page):
 
 
 def test_the_monetization_tables_show_the_api_figures(site, page, tmp_path):
-    open_view(page, site, "monetization")
-    want = api(site, "/api/v1/monetization")
-    got = table(page, "#monetization")
-    assert len(got) == len(want["days"]) == 40
+    want, got = shown(page, site, "monetization", "/api/v1/monetization", "#monetization", "days")
     for d, cells in zip(want["days"], got):
         assert {c["field"]: c["text"] for c in cells} == {
             "day": d["day"], "active": fmt(d["active"]), "payers": fmt(d["payers"]), "takings": fmt(d["takings"]),
@@ -164,10 +167,7 @@ def test_the_monetization_tables_show_the_api_figures(site, page, tmp_path):
 
 
 def test_the_funnel_shows_the_api_figures(site, page, tmp_path):
-    open_view(page, site, "funnel")
-    want = api(site, "/api/v1/funnel")
-    got = table(page, "#funnel")
-    assert len(got) == len(want["rows"]) == 40
+    want, got = shown(page, site, "funnel", "/api/v1/funnel", "#funnel", "rows")
     steps = want["steps"]
     for r, cells in zip(want["rows"], got):
         expect = {"signup": fmt(r["signup"]), "overall_rate": pct(r["overall_rate"])}
