@@ -57,6 +57,8 @@ DEFAULT_COMPONENTS: list[tuple[str, str]] = [
     ("activemonth", "bolts.active:ActiveMonthBolt"),
     ("loginretention", "bolts.retention:LoginRetentionBolt"),
     ("paytraceday", "bolts.paytrace:PayTraceDayBolt"),
+    ("cohortltv", "bolts.cohorts:CohortLtvBolt"),
+    ("funnelday", "bolts.cohorts:FunnelDayBolt"),
 ]
 
 #: Name under which a runner listens for drain reports.

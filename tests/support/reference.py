@@ -471,6 +471,32 @@ def expected(*, gamelogs: Mapping[str, list[Path]], payments: list[Path], syncus
             kept = len(newp & set(per_day.get((g, a, p, plus_days(day, k, tz)), {})))
             doc[f"d{k}"], doc[f"d{k}_rate"] = kept, _rate(kept, len(newp))
         out["paytraceday"][(g, a, p, day)] = doc
+    # cohortltv: what each role cohort paid on D..D+k; funnelday: sign-up -> role -> D+1 login -> paid by D+30
+    paid: dict[tuple, list[tuple[int, str, float]]] = defaultdict(list)     # server -> [(day, uid, amount)]
+    for (g, a, p, day, uid), (_, amount) in detail.items():
+        paid[(g, a, p)].append((day, uid, amount))
+    for (g, a, p, day), cohort in cohorts.items():
+        tz = tz_of(g)
+        doc = {"cohort": len(cohort)}
+        for k in (1, 7, 14, 30):
+            end = plus_days(day, k + 1, tz)
+            rows = [(uid, x) for d, uid, x in paid.get((g, a, p), []) if day <= d < end and uid in cohort]
+            amount = _money(x for _, x in rows)
+            doc[f"amount_d{k}"], doc[f"payers_d{k}"] = amount, len({uid for uid, _ in rows})
+            doc[f"ltv_d{k}"] = round(amount / len(cohort), 2)
+        out["cohortltv"][(g, a, p, day)] = doc
+    for (s, g, a, p, day), signed in list(sets.items()):
+        if s != "signup_day" or not signed:
+            continue
+        tz = tz_of(g)
+        role = signed & sets.get(("createrole_day", g, a, p, day), set())
+        back = role & sets.get(("login_day", g, a, p, plus_days(day, 1, tz)), set())
+        end = plus_days(day, 31, tz)
+        payers = back & {uid for d, uid, _ in paid.get((g, a, p), []) if day <= d < end}
+        out["funnelday"][(g, a, p, day)] = {
+            "signup": len(signed), "role": len(role), "next_day_login": len(back), "first_payment": len(payers),
+            "role_rate": _rate(len(role), len(signed)), "next_day_login_rate": _rate(len(back), len(role)),
+            "first_payment_rate": _rate(len(payers), len(back)), "overall_rate": _rate(len(payers), len(signed))}
     return dict(out)
 
 

@@ -203,7 +203,7 @@ def test_a_replay_of_some_sources_keeps_every_bolt_one_of_them_feeds():
     gamelog, payment, syncuser = bolts_fed_by("gamelog"), bolts_fed_by("payment"), bolts_fed_by("syncuser")
     assert {"server", "usercenter", "userlevel", "loginretention", "activeday"} <= gamelog
     assert "payorderuser" not in gamelog and "paytraceday" not in gamelog
-    assert payment == {"payorderuser", "server", "paytraceday"}
+    assert payment == {"payorderuser", "server", "paytraceday", "cohortltv", "funnelday"}
     assert syncuser == {"usercenter", "userlevel"}
     assert bolts_fed_by("gamelog", "payment", "syncuser") == set(full.bolts)
     # every bolt waits only for the producers this replay has
