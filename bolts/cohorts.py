@@ -22,7 +22,9 @@ dashboard summing cohorts over servers must not repeat that on page load.
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar, Iterable, Mapping
+from typing import AbstractSet as Set, Any, ClassVar, Iterable, Mapping
+
+from pyroaring import BitMap
 
 from analytics.periods import add_days, day_start
 from analytics.schema import Collection
@@ -77,9 +79,10 @@ def ltv_figures(cohort: set[str], paid: DayAmounts, day_ends: Mapping[int, int])
     return out
 
 
-def funnel_figures(signup: set[str], role: set[str], next_day: set[str], payers: set[str]) -> dict[str, int | float]:
+def funnel_figures(signup: Set, role: Set, next_day: Set, payers: Set) -> dict[str, int | float]:
     """The funnel's counts (each step within the one before) and step rates in percent.
 
+    The four are sets of one kind: Python sets of uids, or member bitmaps of integer ids.
     signup: who signed up on D; role: who created a role on D; next_day: who
     logged in on D+1; payers: who paid on D..D+30.
     """
@@ -222,13 +225,15 @@ class FunnelDayBolt(_PaymentWindowBolt):
 
     def compute(self, key: PeriodKey, tz: str, sets: SetCache) -> dict[str, Any] | None:
         g, a, p = key.game, key.area, key.plat
-        signup = sets.members(MemberKey("signup_day", g, a, p, key.ts))
+        signup = sets.bitmap(MemberKey("signup_day", g, a, p, key.ts))
         if not signup:
             return None  # nobody signed up that day: no document
-        role = sets.members(MemberKey("createrole_day", g, a, p, key.ts)) & signup
-        next_day = sets.members(MemberKey("login_day", g, a, p, add_days(key.ts, 1, tz))) if role else set()
-        payers: set[str] = set()
+        role = sets.bitmap(MemberKey("createrole_day", g, a, p, key.ts)) & signup
+        next_day = sets.bitmap(MemberKey("login_day", g, a, p, add_days(key.ts, 1, tz))) if role else BitMap()
+        payers = BitMap()
         if role & next_day:
+            paid: set[str] = set()
             for users in self.paid(key, tz).values():
-                payers.update(users)
+                paid.update(users)
+            payers = self.uid_bitmap(key, paid)     # the ids the member bitmaps hold
         return funnel_figures(signup, role, next_day, payers)
