@@ -3,7 +3,8 @@
 One implementation parametrized by the period. For each (game, area, plat) and
 period start (the local day; Monday 00:00; the 1st 00:00, in the game's zone):
 
-* ac_user      distinct users who logged in during the period (login_day members);
+* ac_user      distinct users who logged in during the period (login_day members; a week or
+               month is the union of its day bitmaps, counted without decoding a uid);
 * new_ac_user  users whose first login there falls in the period (userfirst.ts);
 * old_ac_user  the others (ac_user - new_ac_user), and both shares in percent.
 
@@ -85,7 +86,7 @@ class ActiveBolt(TimerBolt):
         if self.period == "day":
             ac = self.store.count_members(MemberKey("login_day", key.game, key.area, key.plat, start))
         else:
-            ac = len(self.store.members_between("login_day", key.game, key.area, key.plat, start, end))
+            ac = len(self.store.bitmap_between("login_day", key.game, key.area, key.plat, start, end))
         new = len(self.uids("userfirst", key, end))
         if not ac and not new:
             return None  # nobody: no document (a dashboard reads a missing period as zeros)

@@ -8,7 +8,7 @@ of new_pay_user in percent. A payorderuser.day for P changes D = P and D = P-k.
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar, Iterable
+from typing import AbstractSet, Any, ClassVar, Iterable, Mapping
 
 from analytics.periods import add_days, day_start
 from analytics.schema import Collection
@@ -21,14 +21,14 @@ __all__ = ["paytrace_figures", "paytrace_dirtied", "PayTraceDayBolt", "COLLECTIO
 
 # -- pure ------------------------------------------------------------------------------
 
-def paytrace_figures(payers: set[str], first_payers: set[str],
-                     later: dict[int, set[str]]) -> dict[str, int | float]:
+def paytrace_figures(payers: AbstractSet[Any], first_payers: AbstractSet[Any],
+                     later: Mapping[int, AbstractSet[Any]]) -> dict[str, int | float]:
     """The stored figures of day D.
 
     payers: who paid on D; first_payers: whose first pay day is D (userpay.ts);
     later[k]: who paid on D+k. New payers are payers of D whose first pay day
     is D (a first-pay record without a payment on D is not counted); the
-    retention cohort is those new payers.
+    retention cohort is those new payers. Sets or bitmaps (all of one kind).
     """
     new = payers & first_payers
     return {"pay_user": len(payers), "new_pay_user": len(new), "old_pay_user": len(payers) - len(new),
@@ -71,12 +71,12 @@ class PayTraceDayBolt(TimerBolt):
         return paytrace_dirtied(day_start(now, tz), tz)
 
     def compute(self, key: PeriodKey, tz: str, sets: SetCache) -> dict[str, Any] | None:
-        payers = sets.members(MemberKey("pay_day", key.game, key.area, key.plat, key.ts))
+        payers = sets.bitmap(MemberKey("pay_day", key.game, key.area, key.plat, key.ts))
         if not payers:
             return None  # nobody paid that day: no document
-        first = self.uids("userpay", key, add_days(key.ts, 1, tz))
+        first = self.uid_bitmap(key, self.uids("userpay", key, add_days(key.ts, 1, tz)))
         later = {}
-        if payers & first:
-            later = {k: sets.members(MemberKey("pay_day", key.game, key.area, key.plat, day))
+        if payers.intersection_cardinality(first):
+            later = {k: sets.bitmap(MemberKey("pay_day", key.game, key.area, key.plat, day))
                      for k, day in later_days(key.ts, tz).items()}
         return paytrace_figures(payers, first, later)

@@ -8,7 +8,7 @@ cohorts L-1..L-7, L-14, L-30; a createrole.day for D changes cohort D.
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar, Iterable
+from typing import AbstractSet, Any, ClassVar, Iterable, Mapping
 
 from analytics.periods import add_days, day_start
 from analytics.schema import Collection
@@ -21,9 +21,14 @@ __all__ = ["retention_figures", "retention_dirtied", "LoginRetentionBolt", "COLL
 
 # -- pure ------------------------------------------------------------------------------
 
-def retention_figures(cohort: set[str], later: dict[int, set[str]]) -> dict[str, int | float]:
-    """{cohort, d1, d1_rate, ..., d30, d30_rate}; later[k] = who logged in on cohort day + k."""
-    return {"cohort": len(cohort), **retention_counts(cohort, later)}
+def retention_figures(cohort: AbstractSet[Any], later: Mapping[int, AbstractSet[Any]],
+                      size: int | None = None) -> dict[str, int | float]:
+    """{cohort, d1, d1_rate, ..., d30, d30_rate}; later[k] = who logged in on cohort day + k.
+
+    Sets or bitmaps; `size` is the cohort's size when `cohort` leaves out users in no set.
+    """
+    n = len(cohort) if size is None else size
+    return {"cohort": n, **retention_counts(cohort, later, size=n)}
 
 
 def retention_dirtied(topic: str, day: int, tz: str) -> list[int]:
@@ -66,6 +71,6 @@ class LoginRetentionBolt(TimerBolt):
         cohort = self.uids("rolefirst", key, add_days(key.ts, 1, tz))
         if not cohort:
             return None  # no new roles that day: no document
-        later = {k: sets.members(MemberKey("login_day", key.game, key.area, key.plat, day))
+        later = {k: sets.bitmap(MemberKey("login_day", key.game, key.area, key.plat, day))
                  for k, day in later_days(key.ts, tz).items()}
-        return retention_figures(cohort, later)
+        return retention_figures(self.uid_bitmap(key, cohort), later, size=len(cohort))

@@ -9,17 +9,20 @@ are idempotent; nothing is persisted, since the dirty marks are re-derived from
 the state tuples a replay or the live stream carries (docs/timers.md).
 
 The top of this module is pure (sets, counts and zones in, numbers out); the
-`TimerBolt` base below is the thin part that reads the store.
+`TimerBolt` base below is the thin part that reads the store. Member sets come
+back from the store as integer bitmaps (pyroaring), so a recompute is set algebra
+on a few blobs per dirty period (union, intersection), not a read per member.
 """
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from typing import Any, ClassVar, Iterable, Mapping
+from typing import AbstractSet, Any, ClassVar, Iterable, Mapping
 
 from analytics.component import Bolt, Context
 from analytics.periods import add_days, day_start
 from analytics.store.base import Batch, MemberKey, Store
+from analytics.store.bitmaps import BitMap
 from analytics.tuples import Tuple
 from bolts.common import PeriodKey
 
@@ -55,16 +58,19 @@ def cohorts_touched(day: int, tz: str, offsets: Iterable[int] = RETENTION_OFFSET
     return sorted(add_days(day, -k, tz) for k in offsets)
 
 
-def retention_counts(cohort: set[str], later: Mapping[int, set[str]],
-                     offsets: Iterable[int] = RETENTION_OFFSETS) -> dict[str, int | float]:
+def retention_counts(cohort: AbstractSet[Any], later: Mapping[int, AbstractSet[Any]],
+                     offsets: Iterable[int] = RETENTION_OFFSETS, size: int | None = None) -> dict[str, int | float]:
     """d<k> = |cohort ∩ later[k]| and d<k>_rate = its percentage of the cohort, for each offset.
 
     `later[k]` is who was active on cohort day + k; a missing k counts as nobody.
+    Sets or bitmaps (all of one kind). `size` is the cohort's size when `cohort`
+    leaves out members that are in no set at all (default: len(cohort)).
     """
     out: dict[str, int | float] = {}
-    n = len(cohort)
+    n = len(cohort) if size is None else size
     for k in offsets:
-        kept = len(cohort & later.get(k, set())) if n else 0
+        got = later.get(k)
+        kept = len(cohort & got) if n and got is not None else 0
         out[f"d{k}"] = kept
         out[f"d{k}_rate"] = rate(kept, n)
     return out
@@ -73,7 +79,7 @@ def retention_counts(cohort: set[str], later: Mapping[int, set[str]],
 # -- store-backed base -------------------------------------------------------------------
 
 class SetCache:
-    """Member sets read during one tick, least recently used evicted beyond `size`.
+    """Member bitmaps read during one tick, least recently used evicted beyond `size`.
 
     Why: a login day is read by up to ten retention cohorts; dirty keys are
     recomputed in sorted order, so neighbouring cohorts hit the cache.
@@ -83,14 +89,15 @@ class SetCache:
         self.store = store
         self.size = max(1, size)
         self.reads = 0
-        self._sets: OrderedDict[MemberKey, set[str]] = OrderedDict()
+        self._sets: OrderedDict[MemberKey, BitMap] = OrderedDict()
 
-    def members(self, key: MemberKey) -> set[str]:
+    def bitmap(self, key: MemberKey) -> BitMap:
+        """The members of one period set as integer ids (do not modify: it is shared)."""
         got = self._sets.get(key)
         if got is not None:
             self._sets.move_to_end(key)
             return got
-        got = self.store.members(key)
+        got = self.store.bitmap(key)
         self.reads += 1
         self._sets[key] = got
         while len(self._sets) > self.size:
@@ -227,6 +234,10 @@ class TimerBolt(Bolt):
         docs = self.store.find(collection, {"game": key.game, "area": key.area, "plat": key.plat},
                                ts_from=key.ts, ts_to=ts_to, sort=())
         return {str(d["uid"]) for d in docs if "uid" in d}
+
+    def uid_bitmap(self, key: PeriodKey, uids: Iterable[str]) -> BitMap:
+        """`uids` as the integer ids the member bitmaps of key.game hold (uids in no set are left out)."""
+        return self.store.uid_bitmap(key.game, uids)
 
 
 def _text(body: Mapping[str, Any], name: str) -> str:

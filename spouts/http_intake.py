@@ -60,6 +60,7 @@ class HttpIntakeSpout(SourceSpout):
         self.intake: Intake | None = None
         self.server: Any = None
         self._own_store: Any = None
+        self.live: Any = None
         #: Set once the server listens (tests and the bench wait on it).
         self.ready = gevent.event.Event()
         self.drain_per_call = int(self.http_table.get("drain_per_call", type(self).drain_per_call))
@@ -90,7 +91,12 @@ class HttpIntakeSpout(SourceSpout):
         store = self.ctx.store
         if store is None and self.http_table.get("serve_api", True):
             store = self._own_store = open_store(self.settings.store)
-        app = create_app(self.settings, store if self.http_table.get("serve_api", True) else None, self.intake)
+        if self.http_table.get("serve_api", True):
+            from analytics.web.live import LiveFeed  # /api/v1/live follows this topology's day bolts
+            self.live = LiveFeed(store, self.settings, zmq=self.ctx.zmq, endpoint=self.ctx.sender,
+                                 name=f"_live.{self.name}")
+        app = create_app(self.settings, store if self.http_table.get("serve_api", True) else None, self.intake,
+                         live=self.live)
         self.server = WebServer(app, str(self.http_table.get("host", "127.0.0.1")),
                                 int(self.http_table.get("port", 8600))).start()
         self.log.info("http intake listening on %s", self.server.url)
@@ -119,6 +125,8 @@ class HttpIntakeSpout(SourceSpout):
         return out
 
     def close(self) -> None:
+        if self.live is not None:
+            self.live.close()  # ends the open event streams, so the server stops at once
         if self.server is not None:
             self.server.stop(timeout=2)  # stop taking requests, then emit what is queued
             for a in self.intake.drain(self.intake.queue.qsize()):

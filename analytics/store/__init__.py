@@ -2,18 +2,18 @@
 
 ``open_store(url)`` picks the backend from a small registry keyed by the URL's
 scheme (the faust idea): ``sqlite:///relative.db``, ``sqlite:////abs/path.db``,
-``mongodb://host:port/db`` (and ``mongodb+srv://``), and ``mongomock://name`` for
-tests only (an in-memory stand-in for MongoDB, not MongoDB). Backends are
-imported lazily, so using SQLite never imports pymongo.
+``mongodb://host:port/db`` (and ``mongodb+srv://``). Backends are imported lazily,
+so using SQLite never imports pymongo.
 """
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from typing import Any, Callable, Mapping
 from urllib.parse import parse_qs, urlsplit
 
 from analytics.store.base import (Batch, MemberKey, QueryError, Store, StoreError,  # noqa: F401
                                   StoreUnavailable)
+from analytics.store.bitmaps import parse_size
 
 __all__ = ["open_store", "BACKENDS", "Batch", "MemberKey", "QueryError", "Store", "StoreError",
            "StoreUnavailable"]
@@ -30,11 +30,29 @@ def _sqlite(url: str, dedupe_horizon_days: int) -> Store:
     if not path:
         raise StoreError(f"bad sqlite URL {url!r}: no file path")
     query = parse_qs(parts.query)
-    unknown = set(query) - {"busy_timeout_ms"}
+    unknown = set(query) - {"busy_timeout_ms", *SET_OPTIONS}
     if unknown:
-        raise StoreError(f"unknown option(s) {sorted(unknown)} in {url!r}; known: busy_timeout_ms")
+        raise StoreError(f"unknown option(s) {sorted(unknown)} in {url!r}; known: busy_timeout_ms, "
+                         + ", ".join(SET_OPTIONS))
     timeout = int(query["busy_timeout_ms"][0]) if "busy_timeout_ms" in query else None
-    return SQLiteStore(path, url=url, busy_timeout_ms=timeout)
+    return SQLiteStore(path, url=url, busy_timeout_ms=timeout, **set_options(url, query))
+
+
+#: Store URL options of the membership sets, on every backend (docs/stores.md).
+SET_OPTIONS = ("cache_bytes", "part_bits")
+
+
+def set_options(url: str, query: Mapping[str, list[str]]) -> dict[str, Any]:
+    """cache_bytes (the hot-set cache budget: 67108864, 64MiB, 512k) and part_bits from a URL's query."""
+    out: dict[str, Any] = {}
+    try:
+        if "cache_bytes" in query:
+            out["cache_bytes"] = parse_size(query["cache_bytes"][0])
+        if "part_bits" in query:
+            out["part_bits"] = int(query["part_bits"][0])
+    except ValueError as e:
+        raise StoreError(f"bad option in {url!r}: {e}") from None
+    return out
 
 
 def _mongodb(url: str, dedupe_horizon_days: int) -> Store:
@@ -42,22 +60,11 @@ def _mongodb(url: str, dedupe_horizon_days: int) -> Store:
     return MongoStore.from_url(url, seen_ttl_seconds=dedupe_horizon_days * 86400)
 
 
-def _mongomock(url: str, dedupe_horizon_days: int) -> Store:
-    """Tests only: a MongoStore over a fresh mongomock client (in-memory, not MongoDB)."""
-    import mongomock
-
-    from analytics.store.mongo import MongoStore
-    name = urlsplit(url).netloc or "analytics"
-    return MongoStore(mongomock.MongoClient(), name, url=url, seen_ttl_seconds=dedupe_horizon_days * 86400,
-                      owns_client=True)
-
-
 #: URL scheme -> factory(url, dedupe_horizon_days). Small on purpose.
 BACKENDS: dict[str, Callable[[str, int], Store]] = {
     "sqlite": _sqlite,
     "mongodb": _mongodb,
     "mongodb+srv": _mongodb,
-    "mongomock": _mongomock,
 }
 
 

@@ -7,9 +7,11 @@ MongoDB (inside a transaction when the server is a replica set).
 
 Exactness comes from three kinds of write, all idempotent or guarded:
 
-* `Batch.add_members`: per-period user membership rows with a unique key
-  (set, game, area, plat, ts, sub, member). Distinct-user counts are derived
-  from them (`count_into`), never from arrays inside a stat document.
+* `Batch.add_members`: per-period user membership sets (set, game, area, plat,
+  ts, sub), each a compressed bitmap of user ids (analytics/store/bitmaps.py),
+  written as one blob per touched period (and part) per apply, OR-merged under a
+  version compare-and-swap. Distinct-user counts are derived from them
+  (`count_into`), never from arrays inside a stat document.
 * `Batch.upsert` with `$set`/`$max`/`$min`/`$setOnInsert`: idempotent as they are.
 * `Batch.upsert` with `$inc`: only for records the bolt has not counted before;
   the bolt learns which with `Store.unseen(scope, ids)` and the batch records
@@ -17,6 +19,9 @@ Exactness comes from three kinds of write, all idempotent or guarded:
 
 Order of application inside `apply`: members, then upserts, then member
 counts (`count_into`, computed after the members are in), then seen marks.
+
+Every store counts the rows/documents it reads and writes in `op_counts`
+({"reads": n, "writes": n}): what a replay reports as store operations.
 """
 from __future__ import annotations
 
@@ -25,23 +30,14 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
+from analytics.store.bitmaps import DICT_BASE, BitMap, Head, direct_id, split_ids
+from analytics.store.errors import QueryError, StoreError, StoreUnavailable
+
 __all__ = ["Batch", "Upsert", "MemberAdd", "MemberKey", "Store", "StoreError",
-           "StoreUnavailable", "QueryError", "KEY_FIELDS", "check_upsert", "check_where", "check_sort"]
+           "StoreUnavailable", "QueryError", "KEY_FIELDS", "group_members", "check_upsert", "check_where", "check_sort"]
 
 #: The fields every stat document is keyed and queried by.
 KEY_FIELDS = ("game", "area", "plat", "ts")
-
-
-class StoreError(Exception):
-    """A store operation failed for a reason retrying will not fix."""
-
-
-class StoreUnavailable(StoreError):
-    """The store cannot be reached right now (down, locked, disk full): retry later."""
-
-
-class QueryError(StoreError, ValueError):
-    """A query from user input is malformed (unknown field, `$` operator, bad type)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +57,8 @@ class MemberKey:
 
 @dataclass(slots=True)
 class Upsert:
+    """One upsert. `checked` says check_upsert passed it; assigning any other field clears it,
+    so `apply` re-checks only what was changed behind Batch.upsert's back (no second check)."""
     collection: str
     key: dict[str, Any]
     inc: dict[str, float] | None = None
@@ -68,6 +66,12 @@ class Upsert:
     set_on_insert: dict[str, Any] | None = None
     max: dict[str, Any] | None = None
     min: dict[str, Any] | None = None
+    checked: bool = field(default=False, compare=False)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name != "checked":
+            object.__setattr__(self, "checked", False)
 
 
 @dataclass(slots=True)
@@ -99,12 +103,20 @@ class Batch:
                     dict(set_on_insert) if set_on_insert else None,
                     dict(max) if max else None, dict(min) if min else None)
         check_upsert(up)
+        up.checked = True
         self.upserts.append(up)
 
     def add_members(self, key: MemberKey, members: Iterable[str], *,
                     count_into: tuple[str, Mapping[str, Any], str] | None = None) -> None:
-        """Add members to a period set; optionally store the set's size in a document field."""
-        ci = (count_into[0], dict(count_into[1]), count_into[2]) if count_into else None
+        """Add members to a period set; optionally store the set's size in a document field.
+
+        The size goes in with $max (sets only grow): a writer whose view of the set
+        lags another's never lowers the stored count.
+        """
+        ci = None
+        if count_into:
+            ci = (count_into[0], dict(count_into[1]), count_into[2])
+            check_upsert(Upsert(ci[0], ci[1], max={ci[2]: 0}))
         self.members.append(MemberAdd(key, set(members), ci))
 
     def mark_seen(self, scope: str, ids: Iterable[str]) -> None:
@@ -115,10 +127,27 @@ class Batch:
         return bool(self.upserts or self.members or self.seen)
 
 
+def group_members(batch: Batch) -> dict[Head, tuple[BitMap, list[str]]]:
+    """Per period set of the batch: its direct ids as one bitmap, and the uids that need the dictionary."""
+    out: dict[Head, tuple[BitMap, list[str]]] = {}
+    for add in batch.members:
+        direct, names = split_ids(map(str, add.members))
+        head = (add.key.set, add.key.game, add.key.area, add.key.plat, add.key.ts, add.key.sub)
+        got = out.get(head)
+        if got is None:
+            out[head] = (direct, names)
+        else:
+            got[0].update(direct)
+            got[1].extend(names)
+    return out
+
+
 class Store(ABC):
     """A stats store. Implementations: SQLiteStore (sqlite://), MongoStore (mongodb://)."""
 
     url: str
+    #: Rows/documents read and written so far (members, docs, seen marks, uid_map).
+    op_counts: dict[str, int]
 
     @abstractmethod
     def setup(self) -> None:
@@ -144,13 +173,63 @@ class Store(ABC):
         """
 
     @abstractmethod
-    def members(self, key: MemberKey) -> set[str]:
-        """The members of one period set."""
+    def bitmap(self, key: MemberKey) -> BitMap:
+        """The members of one period set as integer ids (see `uid_bitmap`, `decode`)."""
 
     @abstractmethod
+    def bitmap_between(self, set: str, game: str, area: str, plat: str,
+                       ts_from: int, ts_to: int, sub: str | None = None) -> BitMap:
+        """The union of `set` over every period starting in [ts_from, ts_to), as integer ids."""
+
+    @abstractmethod
+    def _uid_ids(self, game: str, uids: Sequence[str]) -> dict[str, int]:
+        """Dictionary ids of the given non-direct uids that have one (none is created)."""
+
+    @abstractmethod
+    def _uid_names(self, game: str, ids: Sequence[int]) -> dict[int, str]:
+        """The uids of the given dictionary ids (those that exist)."""
+
+    def uid_bitmap(self, game: str, uids: Iterable[str]) -> BitMap:
+        """The integer ids of `uids` in `game`; a uid the dictionary does not know is in no set: left out."""
+        direct: list[int] = []
+        other: list[str] = []
+        for u in uids:
+            n = direct_id(u)
+            if n is None:
+                other.append(u)
+            else:
+                direct.append(n)
+        bm = BitMap(direct)
+        if other:
+            bm.update(self._uid_ids(game, other).values())
+        return bm
+
+    def decode(self, game: str, bm: BitMap) -> set[str]:
+        """The uids of a bitmap of `game` (dictionary ids through uid_map)."""
+        out: set[str] = set()
+        mapped: list[int] = []
+        for n in bm:
+            if n < DICT_BASE:
+                out.add(str(n))
+            else:
+                mapped.append(n)
+        if mapped:
+            names = self._uid_names(game, mapped)
+            missing = len(mapped) - len(names)
+            if missing:
+                raise StoreError(f"{missing} id(s) of game {game!r} missing from uid_map (e.g. "
+                                 f"{next(n for n in mapped if n not in names)}): the dictionary is damaged")
+            out.update(names.values())
+        return out
+
+    def members(self, key: MemberKey) -> set[str]:
+        """The members of one period set, decoded to uids."""
+        return self.decode(key.game, self.bitmap(key))
+
     def members_between(self, set: str, game: str, area: str, plat: str,
                         ts_from: int, ts_to: int, sub: str | None = None) -> set[str]:
-        """Distinct members of `set` over every period starting in [ts_from, ts_to)."""
+        """Distinct members of `set` over every period starting in [ts_from, ts_to), decoded to uids."""
+        return self.decode(game, self.bitmap_between(set, game, area, plat, ts_from, ts_to, sub))
 
     @abstractmethod
     def count_members(self, key: MemberKey) -> int:
@@ -180,7 +259,8 @@ class Store(ABC):
 _SCALARS = (str, int, float, bool)
 _COLLECTION = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 #: Names the stores use for themselves; a stat collection may not take them.
-RESERVED_COLLECTIONS = frozenset({"members", "member_sets", "seen", "docs"})
+RESERVED_COLLECTIONS = frozenset({"members", "member_sets", "seen", "docs", "bitmaps", "uid_map", "uid_seq",
+                                  "store_meta"})
 
 
 def _plain_field(name: object) -> bool:

@@ -8,12 +8,14 @@ Tables (see docs/stores.md):
 
 * ``docs``        stat documents of every collection: (coll, k) unique, where k is
                   the canonical JSON of the key; game/area/plat/ts copied out for indexes.
-* ``member_sets`` one row per period key (set, game, area, plat, ts, sub), unique, with an id
-                  and ``n``, the number of its members (kept by every write: counting is a
-                  primary-key read, not a scan of the set);
-* ``members``     one row per (set_id, member), unique: the key is not repeated on
-                  every row (3x smaller, 2-3x faster); view ``members_flat`` shows it flat.
+* ``bitmaps``     one row per period set part (set, game, area, plat, ts, sub, part), unique:
+                  ``bits`` the roaring bitmap of its member ids (portable format), ``n`` its
+                  cardinality, ``v`` its version (compare-and-swap between writers);
+* ``uid_map``     (game, uid) <-> n, the dictionary of uids that are not small decimals;
 * ``seen``        (scope, id) -> seen_at, the dedupe marks.
+
+A file written before bitmaps (tables ``member_sets`` + ``members``) is migrated
+on open, in chunks, idempotently (see `migrate`).
 """
 from __future__ import annotations
 
@@ -22,14 +24,16 @@ import sqlite3
 import threading
 import time
 from contextlib import contextmanager
-from itertools import repeat
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import orjson
 
 from analytics.store.base import (Batch, MemberKey, QueryError, Store, StoreError, StoreUnavailable,
-                                  Upsert, check_sort, check_upsert, check_where)
+                                  Upsert, check_sort, check_upsert, check_where, group_members)
+from analytics.store.bitmaps import (DEFAULT_CACHE_BYTES, DEFAULT_PART_BITS, DICT_BASE, ID_LIMIT, MIGRATE_CHUNK, BitMap,
+                                     BitmapCache, CachedPart, Head, UidCache, apply_after, deserialize,
+                                     merge_into, split_ids, split_parts)
 
 __all__ = ["SQLiteStore"]
 
@@ -66,21 +70,17 @@ CREATE TABLE IF NOT EXISTS docs (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS docs_gapt ON docs (coll, game, area, plat, ts);
 CREATE INDEX IF NOT EXISTS docs_ts ON docs (coll, ts);
-CREATE TABLE IF NOT EXISTS member_sets (
-    id INTEGER PRIMARY KEY,
+CREATE TABLE IF NOT EXISTS bitmaps (  -- a rowid table: rows hold blobs up to megabytes
     "set" TEXT NOT NULL, game TEXT NOT NULL, area TEXT NOT NULL, plat TEXT NOT NULL,
-    ts INTEGER NOT NULL, sub TEXT NOT NULL,
-    n INTEGER NOT NULL DEFAULT 0,
-    UNIQUE ("set", game, area, plat, ts, sub)
+    ts INTEGER NOT NULL, sub TEXT NOT NULL, part INTEGER NOT NULL,
+    n INTEGER NOT NULL, v INTEGER NOT NULL, bits BLOB NOT NULL,
+    UNIQUE ("set", game, area, plat, ts, sub, part)
 );
-CREATE INDEX IF NOT EXISTS member_sets_ts ON member_sets ("set", ts);
-CREATE TABLE IF NOT EXISTS members (
-    set_id INTEGER NOT NULL REFERENCES member_sets (id), member TEXT NOT NULL,
-    PRIMARY KEY (set_id, member)
+CREATE INDEX IF NOT EXISTS bitmaps_ts ON bitmaps ("set", ts);
+CREATE TABLE IF NOT EXISTS uid_map (
+    game TEXT NOT NULL, uid TEXT NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (game, uid), UNIQUE (game, n)
 ) WITHOUT ROWID;
-CREATE VIEW IF NOT EXISTS members_flat AS
-    SELECT s."set", s.game, s.area, s.plat, s.ts, s.sub, m.member
-    FROM members m JOIN member_sets s ON s.id = m.set_id;
 CREATE TABLE IF NOT EXISTS seen (
     scope TEXT NOT NULL, id TEXT NOT NULL, seen_at INTEGER NOT NULL,
     PRIMARY KEY (scope, id)
@@ -161,16 +161,24 @@ class SQLiteStore(Store):
     busy_timeout_ms: int = 5000
 
     def __init__(self, path: str | Path, *, url: str | None = None, busy_timeout_ms: int | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, cache_bytes: int = DEFAULT_CACHE_BYTES,
+                 part_bits: int = DEFAULT_PART_BITS) -> None:
         self.path = str(path)
         self.url = url or f"sqlite:///{self.path}"
         if busy_timeout_ms is not None:
             self.busy_timeout_ms = busy_timeout_ms
+        if not 8 <= part_bits <= 26:
+            raise StoreError(f"part_bits must be in 8..26 (a part of 2**26 ids stays under 16 MB), got {part_bits}")
+        self.part_bits = part_bits
         self._clock = clock
         self._lock = threading.RLock()
-        #: Period set ids by key: committed ones, and those the open transaction created.
-        self._set_ids: dict[tuple, int] = {}
-        self._new_set_ids: dict[tuple, int] = {}
+        self.op_counts = {"reads": 0, "writes": 0}
+        #: Hot period sets of this process (what is stored; put after each commit).
+        self.cache = BitmapCache(cache_bytes)
+        self._uids = UidCache()
+        #: Cache updates of the open transaction, applied only if it commits.
+        self._after: list[tuple[Head, int | None, Any]] = []
+        self._uids_after: list[tuple[str, list[tuple[str, int]]]] = []
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         with self._errors("open"):
@@ -205,137 +213,207 @@ class SQLiteStore(Store):
                 yield self._db
                 self._db.execute("COMMIT")
             except BaseException:
-                self._new_set_ids.clear()  # ids created by a rolled-back transaction do not exist
+                # What a rolled-back transaction wrote does not exist: neither may the cache say so.
+                self._after.clear()
+                self._uids_after.clear()
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 raise
-            self._set_ids.update(self._new_set_ids)
-            self._new_set_ids.clear()
+            after, self._after = self._after, []
+            apply_after(self.cache, after)
+            for game, pairs in self._uids_after:
+                self._uids.put(game, pairs)
+            self._uids_after.clear()
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         with self._lock, self._errors("read"):
-            return self._db.execute(sql, params).fetchall()
+            rows = self._db.execute(sql, params).fetchall()
+        self.op_counts["reads"] += len(rows)
+        return rows
+
+    def _select_in(self, db: sqlite3.Connection, sql: str, params: Sequence[Any], values: Sequence[Any]) -> list[tuple]:
+        """Rows of `sql` whose `{IN}` is `values`: one JSON array parameter where SQLite has json_each."""
+        if _HAS_JSON:
+            rows = db.execute(sql.replace("{IN}", "(SELECT value FROM json_each(?))"),
+                              (*params, orjson.dumps(list(values)))).fetchall()
+        else:
+            rows = []
+            for i in range(0, len(values), _CHUNK):
+                chunk = values[i:i + _CHUNK]
+                rows += db.execute(sql.replace("{IN}", f"({','.join('?' * len(chunk))})"),
+                                   (*params, *chunk)).fetchall()
+        self.op_counts["reads"] += len(rows)
+        return rows
 
     # -- Store ------------------------------------------------------------
 
     def setup(self) -> None:
-        """Create the tables and indexes (idempotent)."""
+        """Create the tables and indexes (idempotent); migrate member rows of an older file into bitmaps."""
         with self._transaction() as db:
             for stmt in _SCHEMA.split(";"):
                 if stmt.strip():
                     db.execute(stmt)
-            columns = {r[1] for r in db.execute("PRAGMA table_info(member_sets)")}
-            if "n" not in columns:  # a file written before member counts were kept
-                db.execute("ALTER TABLE member_sets ADD COLUMN n INTEGER NOT NULL DEFAULT 0")
-                db.execute("UPDATE member_sets SET n = (SELECT COUNT(*) FROM members WHERE set_id = id)")
+        self.migrate()
+
+    def migrate(self, chunk: int = MIGRATE_CHUNK) -> int:
+        """Move the member rows of a file written before bitmaps into bitmaps; returns the rows moved.
+
+        `chunk` rows per transaction, taken in (set_id, member) order, unioned into
+        the bitmaps and deleted in the same transaction: a crash in between leaves
+        a consistent file, and the next open goes on where it stopped. Union is
+        idempotent, so even a repeated chunk changes nothing.
+        """
+        tables = {r[0] for r in self._read("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
+        if "member_sets" not in tables:
+            return 0
+        moved = 0
+        while True:
+            with self._transaction() as db:
+                rows = db.execute(
+                    'SELECT s."set", s.game, s.area, s.plat, s.ts, s.sub, m.set_id, m.member FROM members m '
+                    "JOIN member_sets s ON s.id = m.set_id ORDER BY m.set_id, m.member LIMIT ?",
+                    (chunk,)).fetchall() if "members" in tables else []
+                self.op_counts["reads"] += len(rows)
+                if not rows:
+                    db.execute("DROP VIEW IF EXISTS members_flat")
+                    db.execute("DROP TABLE IF EXISTS members")
+                    db.execute("DROP TABLE IF EXISTS member_sets")
+                    log.info("%s: member rows migrated into bitmaps (%d rows)", self.path, moved)
+                    return moved
+                by_head: dict[Head, list[str]] = {}
+                for *head, _, member in rows:
+                    by_head.setdefault(tuple(head), []).append(str(member))
+                self._write_sets(db, {h: split_ids(m) for h, m in by_head.items()})
+                last_id, last_member = rows[-1][6], rows[-1][7]
+                db.execute("DELETE FROM members WHERE set_id < ? OR (set_id = ? AND member <= ?)",
+                           (last_id, last_id, last_member))
+                moved += len(rows)
+                log.info("%s: migrating member rows into bitmaps: %d moved", self.path, moved)
 
     def apply(self, batch: Batch) -> None:
         """One transaction: members, upserts, member counts, seen marks; all or nothing."""
         for up in batch.upserts:
-            check_upsert(up)
+            if not up.checked:          # changed behind Batch.upsert's back: check again
+                check_upsert(up)
+                up.checked = True
         if not batch:
             return
         # What needs no database is prepared before the write lock is taken: other
         # writers (bolts in other processes) wait while it is held.
-        members = [(add.key, sorted(map(str, add.members))) for add in batch.members]
+        sets = group_members(batch)
         keyed = [(up.collection, _canonical_key(up.key), up) for up in batch.upserts]
         with self._transaction() as db:
-            self._write_members(db, members)
+            totals = self._write_sets(db, sets)
             for add in batch.members:
                 if add.count_into:
                     coll, doc_key, fld = add.count_into
-                    up = Upsert(coll, dict(doc_key), set={fld: self._count(db, add.key)})
-                    check_upsert(up)
+                    up = Upsert(coll, dict(doc_key), max={fld: totals[_head(add.key)]})
+                    up.checked = True   # Batch.add_members checked the shape
                     keyed.append((coll, _canonical_key(up.key), up))
             self._write_docs(db, keyed)
             self._write_seen(db, batch)
 
-    def _set_id(self, db: sqlite3.Connection, k: MemberKey) -> int:
-        """The id of a period set, created when new (ids of committed sets never change: cached)."""
-        head = (k.set, k.game, k.area, k.plat, k.ts, k.sub)
-        set_id = self._set_ids.get(head)
-        if set_id is None:
-            db.execute('INSERT OR IGNORE INTO member_sets ("set", game, area, plat, ts, sub) '
-                       "VALUES (?,?,?,?,?,?)", head)
-            set_id = db.execute(f"SELECT id FROM member_sets WHERE {_SET_WHERE}", head).fetchone()[0]
-            self._new_set_ids[head] = set_id
-        return set_id
+    def _write_sets(self, db: sqlite3.Connection, sets: Mapping[Head, tuple[BitMap, list[str]]]) -> dict[Head, int]:
+        """OR each set's new members into its stored parts (dictionary ids first); {head: set size}."""
+        io = _SQLiteParts(self, db)
+        totals = {}
+        for head, (direct, names) in sets.items():
+            bm = direct
+            if names:
+                bm = bm | BitMap(self._dict_ids(db, head[1], names).values())
+            totals[head] = merge_into(io, self.cache, head, split_parts(bm, self.part_bits), self._after)
+        return totals
 
-    def _write_members(self, db: sqlite3.Connection, adds: Sequence[tuple[MemberKey, list[str]]]) -> None:
-        """Insert new members and add how many were new (changes()) to their set's n.
-
-        The members of a set go in as one JSON array unpacked by SQLite (json_each):
-        no Python call per row, 3-4x faster than executemany (0.5 against 2 us a row here).
-        """
-        for key, members in adds:
-            set_id = self._set_id(db, key)
-            before = db.total_changes
-            if _HAS_JSON:
-                db.execute("INSERT OR IGNORE INTO members SELECT ?, value FROM json_each(?)",
-                           (set_id, orjson.dumps(members)))
+    def _dict_ids(self, db: sqlite3.Connection, game: str, names: Sequence[str]) -> dict[str, int]:
+        """Dictionary ids of `names` in `game`, new ones allocated (inside the write transaction:
+        SQLite has one writer, so MAX(n) + 1 cannot race; UNIQUE (game, n) guards it anyway)."""
+        out: dict[str, int] = {}
+        missing = []
+        for u in dict.fromkeys(names):      # the same uid may come from two adds of one set
+            n = self._uids.id(game, u)
+            if n is None:
+                missing.append(u)
             else:
-                db.executemany("INSERT OR IGNORE INTO members VALUES (?,?)", zip(repeat(set_id), members))
-            added = db.total_changes - before
-            if added:
-                db.execute("UPDATE member_sets SET n = n + ? WHERE id = ?", (added, set_id))
+                out[u] = n
+        if not missing:
+            return out
+        found = dict(self._select_in(db, "SELECT uid, n FROM uid_map WHERE game=? AND uid IN {IN}", (game,), missing))
+        new = [u for u in missing if u not in found]
+        if new:
+            start = db.execute("SELECT COALESCE(MAX(n) + 1, ?) FROM uid_map WHERE game=?", (DICT_BASE, game)).fetchone()[0]
+            if start + len(new) > ID_LIMIT:
+                raise StoreError(f"uid_map of game {game!r} is full ({ID_LIMIT - DICT_BASE} ids)")
+            db.executemany("INSERT INTO uid_map (game, uid, n) VALUES (?,?,?)",
+                           [(game, u, start + i) for i, u in enumerate(new)])
+            self.op_counts["writes"] += len(new)
+            found.update((u, start + i) for i, u in enumerate(new))
+        out.update(found)
+        self._uids_after.append((game, list(found.items())))
+        return out
+
+    def _uid_ids(self, game: str, uids: Sequence[str]) -> dict[str, int]:
+        out = {u: n for u in uids if (n := self._uids.id(game, u)) is not None}
+        todo = sorted({u for u in uids if u not in out})
+        if todo:
+            with self._lock, self._errors("read"):
+                found = self._select_in(self._db, "SELECT uid, n FROM uid_map WHERE game=? AND uid IN {IN}", (game,), todo)
+            self._uids.put(game, found)
+            out.update(found)
+        return out
+
+    def _uid_names(self, game: str, ids: Sequence[int]) -> dict[int, str]:
+        out = {n: u for n in ids if (u := self._uids.name(game, n)) is not None}
+        todo = [n for n in ids if n not in out]
+        if todo:
+            with self._lock, self._errors("read"):
+                found = self._select_in(self._db, "SELECT uid, n FROM uid_map WHERE game=? AND n IN {IN}", (game,), todo)
+            self._uids.put(game, found)
+            out.update((n, u) for u, n in found)
+        return out
 
     def _write_seen(self, db: sqlite3.Connection, batch: Batch) -> None:
         now = int(self._clock())
+        before = db.total_changes
         for scope, ids in batch.seen.items():
             if _HAS_JSON:  # one JSON array, as members
                 db.execute("INSERT OR IGNORE INTO seen SELECT ?, value, ? FROM json_each(?)",
                            (scope, now, orjson.dumps([str(i) for i in ids])))
             else:
                 db.executemany("INSERT OR IGNORE INTO seen VALUES (?,?,?)", [(scope, str(i), now) for i in ids])
+        self.op_counts["writes"] += db.total_changes - before
 
     def _write_docs(self, db: sqlite3.Connection, keyed: Sequence[tuple[str, str, Upsert]]) -> None:
         """Apply (collection, canonical key, upsert) in order: read every touched document at once,
-        update in memory, write back at once."""
+        update in memory, write back at once, skipping documents the upserts left as they were."""
         if not keyed:
             return
         docs: dict[tuple[str, str], dict[str, Any] | None] = {}
+        raw: dict[tuple[str, str], str] = {}
         by_coll: dict[str, list[str]] = {}
         for coll, k, _ in keyed:
             if (coll, k) not in docs:
                 docs[(coll, k)] = None
                 by_coll.setdefault(coll, []).append(k)
         for coll, keys in by_coll.items():
-            if _HAS_JSON:  # all keys in one parameter: no statement size limit, no per-key binding
-                rows = db.execute("SELECT k, doc FROM docs WHERE coll=? AND k IN (SELECT value FROM json_each(?))",
-                                  (coll, orjson.dumps(keys))).fetchall()
-            else:
-                rows = []
-                for i in range(0, len(keys), 500):
-                    chunk = keys[i:i + 500]
-                    rows += db.execute(f"SELECT k, doc FROM docs WHERE coll=? AND k IN ({','.join('?' * len(chunk))})",
-                                       (coll, *chunk)).fetchall()
-            for k, doc in rows:
+            for k, doc in self._select_in(db, "SELECT k, doc FROM docs WHERE coll=? AND k IN {IN}", (coll,), keys):
                 docs[(coll, k)] = orjson.loads(doc)
+                raw[(coll, k)] = doc
         for coll, k, up in keyed:
             docs[(coll, k)] = _apply_ops(docs[(coll, k)], up)
-        db.executemany("INSERT OR REPLACE INTO docs VALUES (?,?,?,?,?,?,?)",
-                       [(coll, k, *map(doc.get, _COLUMNS),
-                         orjson.dumps(doc).decode()) for (coll, k), doc in docs.items()])
-
-    @staticmethod
-    def _count(db: sqlite3.Connection, k: MemberKey) -> int:
-        row = db.execute(f"SELECT n FROM member_sets WHERE {_SET_WHERE}",
-                         (k.set, k.game, k.area, k.plat, k.ts, k.sub)).fetchone()
-        return row[0] if row else 0
+        rows = []
+        for (coll, k), doc in docs.items():
+            text = orjson.dumps(doc).decode()
+            if text != raw.get((coll, k)):
+                rows.append((coll, k, *map(doc.get, _COLUMNS), text))
+        db.executemany("INSERT OR REPLACE INTO docs VALUES (?,?,?,?,?,?,?)", rows)
+        self.op_counts["writes"] += len(rows)
 
     def unseen(self, scope: str, ids: Sequence[str]) -> set[str]:
         """The ids `scope` has not marked seen (IN queries on the primary key)."""
         want = {str(i) for i in ids}
-        todo = list(want)
-        if _HAS_JSON and todo:
-            rows = self._read("SELECT id FROM seen WHERE scope=? AND id IN (SELECT value FROM json_each(?))",
-                              (scope, orjson.dumps(todo)))
-            want.difference_update(r[0] for r in rows)
-            return want
-        for i in range(0, len(todo), _CHUNK):
-            chunk = todo[i:i + _CHUNK]
-            rows = self._read(f"SELECT id FROM seen WHERE scope=? AND id IN ({','.join('?' * len(chunk))})",
-                              (scope, *chunk))
+        if want:
+            with self._lock, self._errors("read"):
+                rows = self._select_in(self._db, "SELECT id FROM seen WHERE scope=? AND id IN {IN}", (scope,), list(want))
             want.difference_update(r[0] for r in rows)
         return want
 
@@ -366,39 +444,38 @@ class SQLiteStore(Store):
             docs.sort(key=lambda d: _sort_rank(d.get(f)), reverse=direction < 0)
         return docs[:limit] if limit is not None else docs
 
-    def members(self, key: MemberKey) -> set[str]:
-        """The members of one period set (primary-key prefix scan)."""
-        return {r[0] for r in self._read(
-            f"SELECT member FROM members WHERE set_id = (SELECT id FROM member_sets WHERE {_SET_WHERE})",
-            (key.set, key.game, key.area, key.plat, key.ts, key.sub))}
+    def bitmap(self, key: MemberKey) -> BitMap:
+        """The union of the set's parts (one indexed range read)."""
+        rows = self._read(f"SELECT bits FROM bitmaps WHERE {_SET_WHERE}", _head(key))
+        return BitMap.union(*(deserialize(r[0]) for r in rows)) if rows else BitMap()
 
-    def members_between(self, set: str, game: str, area: str, plat: str,
-                        ts_from: int, ts_to: int, sub: str | None = None) -> set[str]:
-        """Distinct members over periods in [ts_from, ts_to): period keys by index, then their members."""
-        sql = ('SELECT DISTINCT m.member FROM member_sets s JOIN members m ON m.set_id = s.id '
-               'WHERE s."set"=? AND s.game=? AND s.area=? AND s.plat=? AND s.ts>=? AND s.ts<?')
+    def bitmap_between(self, set: str, game: str, area: str, plat: str,
+                       ts_from: int, ts_to: int, sub: str | None = None) -> BitMap:
+        """The union of the set's parts over periods in [ts_from, ts_to)."""
+        sql = 'SELECT bits FROM bitmaps WHERE "set"=? AND game=? AND area=? AND plat=? AND ts>=? AND ts<?'
         params: list[Any] = [set, game, area, plat, ts_from, ts_to]
         if sub is not None:
-            sql += " AND s.sub=?"
+            sql += " AND sub=?"
             params.append(sub)
-        return {r[0] for r in self._read(sql, params)}
+        rows = self._read(sql, params)
+        return BitMap.union(*(deserialize(r[0]) for r in rows)) if rows else BitMap()
 
     def count_members(self, key: MemberKey) -> int:
-        """The set's kept member count (one indexed row)."""
-        with self._lock, self._errors("read"):
-            return self._count(self._db, key)
+        """The sum of the parts' kept cardinalities (no blob is read)."""
+        rows = self._read(f"SELECT n FROM bitmaps WHERE {_SET_WHERE}", _head(key))
+        return sum(r[0] for r in rows)
 
     def member_keys(self, set: str, *, game: str | None = None, area: str | None = None,
                     plat: str | None = None, ts_from: int | None = None,
                     ts_to: int | None = None) -> list[MemberKey]:
-        """Period keys with members, from the small member_sets table, ordered by key."""
+        """Period keys with members (index on (set, ts)), ordered by key."""
         sql, params = ['"set"=?'], [set]
         for f, v in (("game", game), ("area", area), ("plat", plat)):
             if v is not None:
                 sql.append(f"{f}=?")
                 params.append(v)
         _ts_range(sql, params, ts_from, ts_to)
-        rows = self._read(f'SELECT "set", game, area, plat, ts, sub FROM member_sets WHERE {" AND ".join(sql)} '
+        rows = self._read(f'SELECT DISTINCT "set", game, area, plat, ts, sub FROM bitmaps WHERE {" AND ".join(sql)} '
                           'ORDER BY ts, game, area, plat, sub', params)
         return [MemberKey(*r) for r in rows]
 
@@ -420,3 +497,38 @@ class SQLiteStore(Store):
         """Close the connection (checkpoints the WAL)."""
         with self._lock:
             self._db.close()
+
+
+def _head(k: MemberKey) -> Head:
+    return (k.set, k.game, k.area, k.plat, k.ts, k.sub)
+
+
+class _SQLiteParts:
+    """merge_into's view of the bitmaps table, inside the open write transaction."""
+
+    def __init__(self, store: SQLiteStore, db: sqlite3.Connection) -> None:
+        self.store, self.db = store, db
+
+    def part_versions(self, head: Head) -> dict[int, tuple[int, int]]:
+        rows = self.db.execute(f"SELECT part, n, v FROM bitmaps WHERE {_SET_WHERE}", head).fetchall()
+        self.store.op_counts["reads"] += len(rows)
+        return {p: (n, v) for p, n, v in rows}
+
+    def read_part(self, head: Head, part: int) -> CachedPart | None:
+        row = self.db.execute(f"SELECT bits, v FROM bitmaps WHERE {_SET_WHERE} AND part=?", (*head, part)).fetchone()
+        if row is None:
+            return None
+        self.store.op_counts["reads"] += 1
+        return CachedPart(deserialize(row[0]), row[1], len(row[0]))
+
+    def insert_part(self, head: Head, part: int, blob: bytes, n: int) -> bool:
+        cur = self.db.execute('INSERT OR IGNORE INTO bitmaps ("set", game, area, plat, ts, sub, part, n, v, bits) '
+                              "VALUES (?,?,?,?,?,?,?,?,1,?)", (*head, part, n, blob))
+        self.store.op_counts["writes"] += cur.rowcount
+        return cur.rowcount == 1
+
+    def update_part(self, head: Head, part: int, blob: bytes, n: int, v: int) -> bool:
+        cur = self.db.execute(f"UPDATE bitmaps SET bits=?, n=?, v=v+1 WHERE {_SET_WHERE} AND part=? AND v=?",
+                              (blob, n, *head, part, v))
+        self.store.op_counts["writes"] += cur.rowcount
+        return cur.rowcount == 1

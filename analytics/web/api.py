@@ -21,8 +21,10 @@ import orjson
 from analytics.config import Settings
 from analytics.query import QueryError, collections, parse_time, query
 from analytics.store.base import Store
+from analytics.store.bitmaps import BitMap
 
-__all__ = ["StatsResource", "CollectionsResource", "GamesResource", "TotalUserResource", "ActiveUserResource", "bad_request"]
+__all__ = ["StatsResource", "CollectionsResource", "GamesResource", "TotalUserResource", "ActiveUserResource", "bad_request",
+           "request_params"]
 
 _STATS_PARAMS = {"game", "area", "plat", "from", "to", "limit", "userlist"}
 _FILTER_PARAMS = {"game", "area", "plat"}
@@ -32,7 +34,7 @@ def bad_request(message: str) -> falcon.HTTPError:
     return falcon.HTTPError(falcon.HTTP_400, description=message)
 
 
-def _params(req: falcon.Request, allowed: set[str], extra: Mapping[str, Any] | None = None) -> dict[str, str]:
+def request_params(req: falcon.Request, allowed: set[str], extra: Mapping[str, Any] | None = None) -> dict[str, str]:
     """The request's parameters: only `allowed` names, each once, plain strings."""
     raw: dict[str, Any] = {**req.params, **(extra or {})}
     out: dict[str, str] = {}
@@ -59,7 +61,7 @@ class StatsResource:
         self.store, self.settings = store, settings
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, collection: str) -> None:
-        p = _params(req, _STATS_PARAMS)
+        p = request_params(req, _STATS_PARAMS)
         f = _filters(p)
         tz = self.settings.tz_of(f["game"]) if f["game"] else self.settings.default_tz
         limit = None
@@ -91,7 +93,7 @@ class GamesResource:
         self.store, self.settings = store, settings
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        _params(req, set())
+        request_params(req, set())
         games: dict[str, set[str]] = {}
         for d in query(self.store, "serverstarttime"):
             games.setdefault(d["game"], set()).add(d["area"])
@@ -106,7 +108,7 @@ class TotalUserResource:
         self.store, self.settings = store, settings
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        f = _filters(_params(req, _FILTER_PARAMS))
+        f = _filters(request_params(req, _FILTER_PARAMS))
         try:
             docs = query(self.store, "userfirst", **f)
         except QueryError as exc:
@@ -121,7 +123,7 @@ class ActiveUserResource:
         self.store, self.settings = store, settings
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, extra: Mapping[str, Any] | None = None) -> None:
-        p = _params(req, _FILTER_PARAMS | {"date"}, extra)
+        p = request_params(req, _FILTER_PARAMS | {"date"}, extra)
         text = p.get("date", "")
         try:
             day = Date.fromisoformat(text)
@@ -132,15 +134,19 @@ class ActiveUserResource:
         # Keys of login_day in a window wide enough for every zone; keep the ones on that local day.
         utc = parse_time(day.isoformat(), "UTC")
         lo, hi = utc - 86400, utc + 2 * 86400
-        users: set[str] = set()
+        users: dict[str, BitMap] = {}     # per game: ids are per-game (uid_map), so unions are too
         for key in self.store.member_keys("login_day", game=f["game"], area=f["area"], plat=f["plat"],
                                           ts_from=lo, ts_to=hi):
             start = starts.get(key.game)
             if start is None:
                 start = starts[key.game] = parse_time(day.isoformat(), self.settings.tz_of(key.game))
             if key.ts == start:
-                users |= self.store.members(key)
-        resp.media = {"distinct_user": len(users), "date": day.isoformat()}
+                users.setdefault(key.game, BitMap()).update(self.store.bitmap(key))
+        if len(users) <= 1:
+            distinct = sum(map(len, users.values()))
+        else:   # the same uid in two games is one user, as before: decode, then union the strings
+            distinct = len(set().union(*(self.store.decode(g, bm) for g, bm in users.items())))
+        resp.media = {"distinct_user": distinct, "date": day.isoformat()}
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         extra: dict[str, Any] = {}

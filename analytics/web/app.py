@@ -1,7 +1,9 @@
 """The falcon app: intake routes (when an Intake is given), the stats API, the dashboard at /."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Callable
 
 import falcon
 
@@ -9,6 +11,8 @@ from analytics.config import Settings
 from analytics.store.base import Store
 from analytics.web.api import ActiveUserResource, CollectionsResource, GamesResource, StatsResource, TotalUserResource
 from analytics.web.intake import EventSaveResource, Intake, PixelResource
+from analytics.web.live import LiveFeed, LiveResource
+from analytics.web.reports import CohortsResource, FunnelResource, MonetizationResource, TodayResource
 
 __all__ = ["create_app", "STATIC_DIR", "error_serializer"]
 
@@ -29,8 +33,14 @@ class _Index:
         resp.set_header("Cache-Control", "no-cache")
 
 
-def create_app(settings: Settings, store: Store | None, intake: Intake | None = None) -> falcon.App:
-    """The WSGI app. Without a store there is no stats API or dashboard; without an intake, no intake."""
+def create_app(settings: Settings, store: Store | None, intake: Intake | None = None,
+               live: LiveFeed | None = None, clock: Callable[[], float] = time.time) -> falcon.App:
+    """The WSGI app. Without a store there is no stats API or dashboard; without an intake, no intake.
+
+    `live` feeds /api/v1/live (its owner closes it); without one the stream is
+    refreshed from the store every LiveFeed.refresh_seconds only. `clock` says
+    what "today" is to the reports (tests move it).
+    """
     app = falcon.App()
     app.set_error_serializer(error_serializer)
     app.req_options.strip_url_path_trailing_slash = True
@@ -44,6 +54,11 @@ def create_app(settings: Settings, store: Store | None, intake: Intake | None = 
         app.add_route("/api/v1/games", GamesResource(store, settings))
         app.add_route("/api/v1/crm/user-stat/total-user", TotalUserResource(store, settings))
         app.add_route("/api/v1/crm/daily-stat/active-user", ActiveUserResource(store, settings))
+        app.add_route("/api/v1/cohorts", CohortsResource(store, settings, clock))
+        app.add_route("/api/v1/monetization", MonetizationResource(store, settings, clock))
+        app.add_route("/api/v1/funnel", FunnelResource(store, settings, clock))
+        app.add_route("/api/v1/today", TodayResource(store, settings, clock))
+        app.add_route("/api/v1/live", LiveResource(live or LiveFeed(store, settings, clock=clock), settings))
         app.add_route("/", _Index())
         app.add_static_route("/static", str(STATIC_DIR.resolve()))
     return app

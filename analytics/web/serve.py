@@ -1,6 +1,7 @@
 """`analytics serve`: the stats API and the dashboard over the configured store, without the intake.
 
-Also runs the alert rules of [alerts] (analytics.alerts) in a greenlet when any are configured.
+/api/v1/live follows the configured broker's day-bolt state topics when a topology runs
+there (else it refreshes from the store). Also runs the alert rules of [alerts] (analytics.alerts) in a greenlet when any are configured.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import gevent.event
 from analytics.config import Settings
 from analytics.store import open_store
 from analytics.web.app import create_app
+from analytics.web.live import LiveFeed
 from analytics.web.server import WebServer
 
 __all__ = ["serve"]
@@ -25,7 +27,9 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
     """Serve until SIGTERM/SIGINT; prints the URL on stderr once listening. Returns the exit code."""
     http = settings.extra.get("http", {})
     store = open_store(settings.store, dedupe_horizon_days=settings.dedupe_horizon_days)
-    server = WebServer(create_app(settings, store), host or str(http.get("host", "127.0.0.1")),
+    # /api/v1/live follows the day bolts of the topology whose broker is configured, if one runs
+    live = LiveFeed(store, settings, endpoint=settings.broker.sender)
+    server = WebServer(create_app(settings, store, live=live), host or str(http.get("host", "127.0.0.1")),
                        int(http.get("port", 8600) if port is None else port)).start()
     print(f"analytics serve: dashboard and API on {server.url}/", file=sys.stderr, flush=True)
     monitor = None
@@ -38,6 +42,7 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
     stop.wait()
     if monitor is not None:
         monitor.stop()
+    live.close()
     server.stop()
     store.close()
     return 0

@@ -383,7 +383,7 @@ def expected(*, gamelogs: Mapping[str, list[Path]], payments: list[Path], syncus
     for key, days in per_user.items():
         out["userpay"][key] = {"ts": min(days), "last_pay_day": max(days),
                                "times": sum(t for t, _ in days.values()),
-                               "amount": _money(x for _, x in days.values())}
+                               "amount": _money(x for _, x in days.values()), "rest_yuanbao": 0}
 
     # ---- syncuser + level changes: newest wins (ties broken by content) ----
     profiles: dict[tuple, tuple] = {}
@@ -403,7 +403,10 @@ def expected(*, gamelogs: Mapping[str, list[Path]], payments: list[Path], syncus
         if k in profiles:
             (ts, _), prof = profiles[k]
             doc.update(prof, ts=ts)
-            out["userpay"].setdefault(k, {})["rest_yuanbao"] = prof["rest_yuanbao"]
+            out["userpay"].setdefault(k, {"ts": 0, "last_pay_day": 0, "times": 0, "amount": 0})["rest_yuanbao"] = \
+                prof["rest_yuanbao"]
+        else:  # known from level changes only: no profile yet
+            doc.update({f: "" if f in ("name", "acctid") else 0 for f in fields}, ts=0)
         if k in grades:
             doc["grade_ts"], doc["grade"] = grades[k]
         out["usercenter"][k] = doc
@@ -412,15 +415,16 @@ def expected(*, gamelogs: Mapping[str, list[Path]], payments: list[Path], syncus
         levels[(g, a, p, grade)] += 1
     out["userlevel"] = {k: {"count": n} for k, n in levels.items()}
 
-    # ---- server: the day bolts' final figures ----
+    # ---- server: the day bolts' final figures, 0 where a day has none ----
+    zero = {"active": 0, "reg": 0, "create_role": 0, "pay_user": 0, "pay_count": 0, "pay_amount": 0}
     for (g, a, p, day), doc in list(out["loginday"].items()):
-        out["server"].setdefault((g, a, p, day), {})["active"] = doc["count"]
+        out["server"].setdefault((g, a, p, day), dict(zero))["active"] = doc["count"]
     for (g, a, p, day), doc in list(out["signupday"].items()):
-        out["server"].setdefault((g, a, p, day), {})["reg"] = doc["count"]
+        out["server"].setdefault((g, a, p, day), dict(zero))["reg"] = doc["count"]
     for (g, a, p, day), doc in list(out["createroleday"].items()):
-        out["server"].setdefault((g, a, p, day), {})["create_role"] = doc["count"]
+        out["server"].setdefault((g, a, p, day), dict(zero))["create_role"] = doc["count"]
     for key, doc in out["payorderuser"].items():
-        out["server"].setdefault(key, {}).update(pay_user=doc["count"], pay_count=doc["pay_count"],
+        out["server"].setdefault(key, dict(zero)).update(pay_user=doc["count"], pay_count=doc["pay_count"],
                                                   pay_amount=doc["pay_amount"])
 
     # ---- timers ----
@@ -457,7 +461,7 @@ def expected(*, gamelogs: Mapping[str, list[Path]], payments: list[Path], syncus
             kept = len(cohort & login_days.get((g, a, p), {}).get(plus_days(day, k, tz), set()))
             doc[f"d{k}"], doc[f"d{k}_rate"] = kept, _rate(kept, len(cohort))
         out["loginretention"][(g, a, p, day)] = doc
-    first_pay = {k: v["ts"] for k, v in out["userpay"].items() if "ts" in v}
+    first_pay = {k: v["ts"] for k, v in out["userpay"].items() if v["ts"]}
     for (g, a, p, day), users in per_day.items():
         tz = tz_of(g)
         payers = set(users)
@@ -467,6 +471,32 @@ def expected(*, gamelogs: Mapping[str, list[Path]], payments: list[Path], syncus
             kept = len(newp & set(per_day.get((g, a, p, plus_days(day, k, tz)), {})))
             doc[f"d{k}"], doc[f"d{k}_rate"] = kept, _rate(kept, len(newp))
         out["paytraceday"][(g, a, p, day)] = doc
+    # cohortltv: what each role cohort paid on D..D+k; funnelday: sign-up -> role -> D+1 login -> paid by D+30
+    paid: dict[tuple, list[tuple[int, str, float]]] = defaultdict(list)     # server -> [(day, uid, amount)]
+    for (g, a, p, day, uid), (_, amount) in detail.items():
+        paid[(g, a, p)].append((day, uid, amount))
+    for (g, a, p, day), cohort in cohorts.items():
+        tz = tz_of(g)
+        doc = {"cohort": len(cohort)}
+        for k in (1, 7, 14, 30):
+            end = plus_days(day, k + 1, tz)
+            rows = [(uid, x) for d, uid, x in paid.get((g, a, p), []) if day <= d < end and uid in cohort]
+            amount = _money(x for _, x in rows)
+            doc[f"amount_d{k}"], doc[f"payers_d{k}"] = amount, len({uid for uid, _ in rows})
+            doc[f"ltv_d{k}"] = round(amount / len(cohort), 2)
+        out["cohortltv"][(g, a, p, day)] = doc
+    for (s, g, a, p, day), signed in list(sets.items()):
+        if s != "signup_day" or not signed:
+            continue
+        tz = tz_of(g)
+        role = signed & sets.get(("createrole_day", g, a, p, day), set())
+        back = role & sets.get(("login_day", g, a, p, plus_days(day, 1, tz)), set())
+        end = plus_days(day, 31, tz)
+        payers = back & {uid for d, uid, _ in paid.get((g, a, p), []) if day <= d < end}
+        out["funnelday"][(g, a, p, day)] = {
+            "signup": len(signed), "role": len(role), "next_day_login": len(back), "first_payment": len(payers),
+            "role_rate": _rate(len(role), len(signed)), "next_day_login_rate": _rate(len(back), len(role)),
+            "first_payment_rate": _rate(len(payers), len(back)), "overall_rate": _rate(len(payers), len(signed))}
     return dict(out)
 
 

@@ -1,12 +1,14 @@
 """The timer bolts on a real SQLite store, without sockets.
 
-Each test runs on a SQLite file and on mongomock; it fills the store with what the event bolts write (membership sets and
+Each test runs on a SQLite file and on the MongoDB backend over SecantusDB (MongoDB wire
+protocol; or $ANALYTICS_TEST_MONGO_URL); it fills the store with what the event bolts write (membership sets and
 userfirst / rolefirst / userpay documents), feeds the timer bolt the state
 tuples the day bolts emit, calls tick(now) and flush(batch) as the base loop
 does, applies the batch, and checks the stored documents exactly.
 """
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -22,6 +24,7 @@ from bolts.active import ActiveDayBolt, ActiveMonthBolt, ActiveWeekBolt
 from bolts.paytrace import PayTraceDayBolt
 from bolts.retention import LoginRetentionBolt
 from bolts.timer import RETENTION_OFFSETS, TimerBolt
+from tests.mongo_server import mongo_url
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -38,15 +41,17 @@ NY_MAR02, NY_MAR07, NY_MAR08, NY_MAR09 = 1425272400, 1425704400, 1425790800, 142
 
 # -- helpers ----------------------------------------------------------------------------------
 
-@pytest.fixture(params=["sqlite", "mongomock"])
+@pytest.fixture(params=["sqlite", pytest.param("mongo", marks=pytest.mark.integration)])
 def store(request, tmp_path: Path):
-    """A real SQLite file; and mongomock (an in-memory stand-in for MongoDB, not MongoDB)."""
-    if request.param == "mongomock":
-        pytest.importorskip("mongomock", reason="mongomock is a test extra (pip install -e .[test])")
-        s = open_store("mongomock://timers")  # a fresh client each time
+    """A real SQLite file; and a database of its own on the MongoDB-wire test server."""
+    if request.param == "mongo":
+        name = f"analytics_test_{uuid.uuid4().hex[:12]}"
+        s = open_store(mongo_url().rstrip("/") + "/" + name)
+        yield s
+        s.client.drop_database(name)
     else:
         s = open_store(f"sqlite:///{tmp_path / 'stats.db'}")
-    yield s
+        yield s
     s.close()
 
 
