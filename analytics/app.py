@@ -85,7 +85,7 @@ def _progress_bar(runner: LocalRunner, topology: Topology) -> gevent.Greenlet | 
         with tqdm(total=total, unit="B", unit_scale=True, desc="replay", file=sys.stderr) as bar:
             while True:
                 done = sum(s.progress()[0] for s in spouts if hasattr(s, "progress"))
-                records = sum(sum(s.counters.emitted.values()) for s in spouts)
+                records = sum(sum(s.counters.emitted.values()) + s.counters.combined for s in spouts)
                 rate = records / max(time.monotonic() - started, 1e-6)
                 bar.n = done
                 bar.set_postfix_str(f"{records:,} records, {rate:,.0f} records/s"

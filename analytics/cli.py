@@ -73,13 +73,19 @@ def cmd_version(args: argparse.Namespace) -> int:
 def _print_report(report: Any, topology_problems: list[str], as_json: bool) -> None:
     import orjson
     totals = report.totals()
+    ops = report.store_ops()
+    per_1000 = None if ops is None else round(ops.get("writes", 0) * 1000 / max(totals["read"], 1), 2)
     if as_json:
         print(orjson.dumps({"totals": totals, "problems": topology_problems, "seconds": round(report.seconds, 3),
+                            "store_ops": ops, "store_writes_per_1000_records": per_1000,
                             "spouts": report.spouts, "bolts": report.bolts}).decode())
         return
     print(f"read {totals['read']}  accepted {totals['accepted']}  rejected {totals['rejected']}  "
           f"ignored {totals['ignored']}  deduplicated {totals['deduplicated']}  errors {totals['errors']}  "
           f"in {report.seconds:.2f}s", file=sys.stderr)
+    if ops is not None:
+        print(f"store: {ops.get('reads', 0)} reads, {ops.get('writes', 0)} writes "
+              f"({per_1000} writes per 1,000 records read)", file=sys.stderr)
     for p in topology_problems:
         print(f"problem: {p}", file=sys.stderr)
 

@@ -26,6 +26,7 @@ Guarantees the base classes give:
 from __future__ import annotations
 
 import logging
+import os
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ from analytics.config import Settings
 from analytics.deadletter import DeadLetters
 from analytics.disklog import DiskLog
 from analytics.store.base import Batch, Store, StoreError, StoreUnavailable
-from analytics.transport import BARRIER, DATA, Message, Publisher, Subscriber
+from analytics.transport import BARRIER, DATA, Inbox, Message, Publisher, SharedSubscriber, Subscriber
 from analytics.tuples import Tuple, partition_of
 
 __all__ = ["Component", "Spout", "Bolt", "Context", "Counters"]
@@ -54,6 +55,9 @@ class Counters:
     rejected: int = 0
     deduplicated: int = 0
     ignored: int = 0
+    #: Spouts: accepted records that travel inside another record's tuple (a packed tuple
+    #: of k records adds k - 1), so records accepted = tuples sent + combined.
+    combined: int = 0
     errors: int = 0
     flushes: int = 0
     lost: int = 0
@@ -61,7 +65,8 @@ class Counters:
 
     def as_dict(self) -> dict[str, Any]:
         return {"received": dict(self.received), "emitted": dict(self.emitted), "rejected": self.rejected,
-                "deduplicated": self.deduplicated, "ignored": self.ignored, "errors": self.errors,
+                "deduplicated": self.deduplicated, "ignored": self.ignored, "combined": self.combined,
+                "errors": self.errors,
                 "flushes": self.flushes, "lost": self.lost, "store_retries": self.store_retries}
 
 
@@ -80,6 +85,9 @@ class Context:
     expected_barriers: frozenset[tuple[str, str]] = frozenset()
     #: Spouts: write raw records to the disk log (off when replaying a disk log).
     disk_log: bool = True
+    #: Bolts: the process's shared subscription (each frame received and decoded once for
+    #: every local bolt); None: a socket of the bolt's own.
+    subscriptions: SharedSubscriber | None = None
 
 
 class Component:
@@ -273,7 +281,7 @@ class Bolt(Component):
         self._from: dict[tuple[str, str], dict[str, int]] = {}
         self._barriers: dict[tuple[str, str], dict[str, Any]] = {}
         self.drained = gevent.event.Event()
-        self.subscriber: Subscriber | None = None
+        self.subscriber: Subscriber | Inbox | None = None
 
     @property
     def store(self) -> Store:
@@ -303,8 +311,11 @@ class Bolt(Component):
     def run(self) -> None:
         """The bolt loop: receive, process, flush by count or time, tick, drain on barriers."""
         self.publisher = self._publisher()
-        self.subscriber = Subscriber(self.ctx.zmq, self.ctx.sender, self.name, self.topics,
-                                     partitions=self.ctx.partitions, hwm=self.settings.broker.hwm)
+        if self.ctx.subscriptions is not None:
+            self.subscriber = self.ctx.subscriptions.subscribe(self.name, self.topics, partitions=self.ctx.partitions)
+        else:
+            self.subscriber = Subscriber(self.ctx.zmq, self.ctx.sender, self.name, self.topics,
+                                         partitions=self.ctx.partitions, hwm=self.settings.broker.hwm)
         try:
             if not self._safely(self.initialize):
                 self.health = {"state": "failing", "reason": "initialize failed"}
@@ -345,11 +356,13 @@ class Bolt(Component):
     def _handle(self, msg: Message) -> None:
         key = (msg.producer, msg.topic)
         if msg.kind == DATA:
-            try:
-                tuples = decode_batch(msg.topic, msg.payload)
-            except CodecError as exc:
-                self.reject(msg.payload, f"codec: {exc}")
-                return
+            tuples = msg.decoded  # decoded once per process, shared by the bolts it reaches
+            if tuples is None:
+                try:
+                    tuples = msg.decoded = decode_batch(msg.topic, msg.payload)
+                except CodecError as exc:
+                    self.reject(msg.payload, f"codec: {exc}")
+                    return
             n = len(tuples)
             self.counters.received[msg.topic] = self.counters.received.get(msg.topic, 0) + n
             per_part = self._from.setdefault(key, {})
@@ -401,11 +414,23 @@ class Bolt(Component):
         self.publisher.report({"event": "drained", "component": self.name, "role": self.role,
                                "at": self.ctx.clock(),
                                "received_from": {f"{p}|{t}": sum(v.values()) for (p, t), v in self._from.items()},
-                               "sent": dict(self.publisher.sent), **self.counters.as_dict()})
+                               "sent": dict(self.publisher.sent), "store_ops": self._store_ops(),
+                               **self.counters.as_dict()})
         self.publisher.flush()
         self._barriers.clear()
         self.drained.set()
         self.log.info("%s drained: received %s", self.name, self.counters.received)
+
+    def _store_ops(self) -> dict[str, Any] | None:
+        """The store's operation counters so far, tagged with the store's identity.
+
+        Bolts of one process share a store, so a run's total takes each store once
+        (DrainReport.store_ops), whichever bolt reported it last.
+        """
+        counts = getattr(self.ctx.store, "op_counts", None)
+        if counts is None:
+            return None
+        return {"store": f"{os.getpid()}:{id(self.ctx.store):x}", **{k: int(v) for k, v in dict(counts).items()}}
 
     def _tick(self) -> None:
         self._safely(self.tick, self.ctx.clock())

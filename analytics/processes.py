@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     from analytics.logs import setup_logging
     from analytics.store import open_store
     from analytics.topology import COORDINATOR, Topology, default_topology
-    from analytics.transport import new_context
+    from analytics.transport import SharedSubscriber, new_context
 
     args = _parse_args(argv)
     names = args.name.split(",") if args.kind == "component" else []
@@ -252,13 +252,15 @@ def main(argv: list[str] | None = None) -> int:
     receiver, sender = _endpoints(settings, args, discover)
     any_bolt = any(issubclass(topology.classes[n], Bolt) for n in names)
     store = open_store(settings.store, dedupe_horizon_days=settings.dedupe_horizon_days) if any_bolt else None
+    # The worker's bolts share one subscription: each frame is received and decoded once.
+    subscriptions = SharedSubscriber(zctx, sender, hwm=settings.broker.hwm) if any_bolt else None
     components, registrations = [], []
     for name in names:
         cls = topology.classes[name]
         is_bolt = issubclass(cls, Bolt)
         ctx = Context(settings, zctx, receiver, sender, store=store if is_bolt else None,
                       expected_barriers=topology.expected_barriers(name) if is_bolt else frozenset(),
-                      disk_log=not args.no_disk_log)
+                      disk_log=not args.no_disk_log, subscriptions=subscriptions if is_bolt else None)
         holder: dict[str, Any] = {}
         assigner = _assigner(settings, name, args.instance, ctx, holder, cluster_opts, label) \
             if is_bolt and args.instance is not None else None
@@ -282,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     gevent.joinall(greenlets)
     for reg in registrations:
         reg.stop()
+    if subscriptions is not None:
+        subscriptions.close()
     if store is not None:
         store.close()
     zctx.destroy(linger=5000)

@@ -27,14 +27,16 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol
 
 import gevent
 import gevent.queue
 import orjson
-import requests
 
 from analytics.tuples import record_id
+
+if TYPE_CHECKING:
+    import requests
 
 __all__ = ["Reader", "StateFile", "Oversized", "Backoff", "FileFollower", "StdinReader", "HttpPoller",
            "CursorPoller", "SincePoller", "canonical", "take_line"]
@@ -492,6 +494,7 @@ class HttpPoller:
         self.backoff = Backoff(backoff_initial, backoff_max)
         self.secret = secret.encode() if isinstance(secret, str) and secret else None
         self.reject = reject or (lambda raw, reason: None)
+        import requests  # here, not at the top: a replay of files never needs it (~50 ms of start-up)
         self.session = session or requests.Session()
         self.monotonic = monotonic
         self.health = {"state": "ok", "reason": ""}
@@ -515,6 +518,7 @@ class HttpPoller:
         self.schedule(delay)
 
     def get_json(self, params: Mapping[str, Any]) -> Any | None:
+        import requests
         self.requests += 1
         try:
             resp = _cooperative(self.session.get, self.url, params=dict(params), timeout=self.timeout)

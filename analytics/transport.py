@@ -11,6 +11,11 @@ an instance that owns some partitions subscribes b"<topic>\\x00<ppp>" for each a
 b"<topic>\\x00*". A bolt subscribes its data topics first and a readiness marker
 b"\\x02ready\\x00<name>" last: subscriptions on one connection arrive in order,
 so when the broker sees the marker it knows the bolt's topics are in place.
+
+The bolts of one process share one SUB socket (SharedSubscriber, like a Storm
+worker's receive thread): a frame is received once and handed to every local
+bolt whose topics and partitions it matches, and its batch is decoded once
+(Message.decoded) for all of them.
 """
 from __future__ import annotations
 
@@ -19,11 +24,13 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
+import gevent
+import gevent.queue
 import zmq.green as zmq
 
 from analytics.codec import encode_obj
 
-__all__ = ["Message", "Publisher", "Subscriber", "topic_key", "topic_matches", "subscription_prefixes",
+__all__ = ["Message", "Publisher", "Subscriber", "SharedSubscriber", "Inbox", "topic_key", "topic_matches", "subscription_prefixes",
            "READY_PREFIX", "CTL_TOPIC", "new_context"]
 
 log = logging.getLogger(__name__)
@@ -51,6 +58,21 @@ def topic_matches(pattern: str, topic: str) -> bool:
     return pattern == topic
 
 
+def wants(patterns: Sequence[str], partitions: set[int] | None, topic: str, partition: str) -> bool:
+    """Whether a subscriber of `patterns` owning `partitions` (None: all) takes this frame.
+
+    The same rule as its ZeroMQ prefixes (subscription_prefixes): barriers ('*') always,
+    prefix patterns every partition.
+    """
+    for pattern in patterns:
+        if pattern.endswith("*"):
+            if topic.startswith(pattern[:-1]):
+                return True
+        elif pattern == topic and (partitions is None or partition == "*" or int(partition) in partitions):
+            return True
+    return False
+
+
 def subscription_prefixes(pattern: str, partitions: Iterable[int] | None) -> list[bytes]:
     """The ZeroMQ subscription prefixes for a pattern, all partitions or only some."""
     if pattern.endswith("*"):
@@ -69,6 +91,9 @@ class Message:
     producer: str
     count: int
     payload: bytes
+    #: The decoded batch, filled by the first bolt that decodes it and shared with the others
+    #: of the process (bolts never modify a tuple).
+    decoded: list | None = None
 
 
 def parse(frames: Sequence[bytes]) -> Message:
@@ -212,3 +237,138 @@ class Subscriber:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class Inbox:
+    """One bolt's share of a SharedSubscriber: the frames it wants, in arrival order.
+
+    The same interface as Subscriber. The queue is bounded: a bolt that does not read
+    (a long flush, a store outage) stops the process's receive loop, the socket fills
+    and the broker waits: backpressure as with a socket of its own.
+    """
+
+    def __init__(self, hub: "SharedSubscriber", name: str, patterns: Sequence[str],
+                 partitions: set[int] | None, size: int) -> None:
+        self.hub = hub
+        self.name = name
+        self.patterns = list(patterns)
+        self.partitions = partitions
+        self.queue: gevent.queue.Queue = gevent.queue.Queue(size)
+        self.closed = False
+
+    def set_partitions(self, partitions: Iterable[int] | None) -> None:
+        """(Re)subscribe to the given partitions of every topic (None: all)."""
+        self.partitions = None if partitions is None else set(partitions)
+        self.hub._resubscribe()
+
+    def recv(self, timeout: float) -> Message | None:
+        """The next message, or None after `timeout` seconds."""
+        try:
+            return self.queue.get(timeout=timeout)
+        except gevent.queue.Empty:
+            return None
+
+    def recv_nowait(self) -> Message | None:
+        try:
+            return self.queue.get_nowait()
+        except gevent.queue.Empty:
+            return None
+
+    def close(self) -> None:
+        self.hub._detach(self)
+
+
+class SharedSubscriber:
+    """One SUB socket for every bolt of a process: a frame is received once and dispatched.
+
+    `subscribe(name, patterns)` gives each bolt an Inbox. The socket subscribes the
+    union of the bolts' prefixes, then each bolt's readiness marker after its own
+    topics (so the broker's readiness gate means the same as with one socket per bolt).
+    A receive greenlet routes each frame to the inboxes that want it (`wants`); the
+    socket closes when the last inbox does.
+    """
+
+    #: Frames an inbox holds before the receive loop waits for its bolt (at most the socket's hwm).
+    inbox_frames = 64
+
+    def __init__(self, ctx: zmq.Context, endpoint: str, *, hwm: int = 1000) -> None:
+        self.endpoint = endpoint
+        self.sock = ctx.socket(zmq.SUB)
+        self.sock.setsockopt(zmq.RCVHWM, hwm)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.connect(endpoint)
+        self._inboxes: list[Inbox] = []
+        self._subs: set[bytes] = set()
+        self._routes: dict[bytes, list[Inbox]] = {}
+        self._greenlet: gevent.Greenlet | None = None
+        self._inbox_size = max(1, min(hwm, self.inbox_frames))
+        self.frames = 0
+
+    def subscribe(self, name: str, patterns: Sequence[str], *, partitions: Iterable[int] | None = None) -> Inbox:
+        """An inbox for bolt `name`; its topics are subscribed before its readiness marker."""
+        if self.sock.closed:
+            raise RuntimeError("shared subscriber is closed")
+        inbox = Inbox(self, name, patterns, None if partitions is None else set(partitions), self._inbox_size)
+        self._inboxes.append(inbox)
+        self._resubscribe()
+        self.sock.setsockopt(zmq.SUBSCRIBE, READY_PREFIX + name.encode())
+        if self._greenlet is None:
+            self._greenlet = gevent.spawn(self._receive)
+        return inbox
+
+    def _resubscribe(self) -> None:
+        wanted = {p for box in self._inboxes for pat in box.patterns
+                  for p in subscription_prefixes(pat, box.partitions)}
+        for prefix in wanted - self._subs:
+            self.sock.setsockopt(zmq.SUBSCRIBE, prefix)
+        for prefix in self._subs - wanted:
+            self.sock.setsockopt(zmq.UNSUBSCRIBE, prefix)
+        self._subs = wanted
+        self._routes = {}
+
+    def _targets(self, key: bytes, msg: Message) -> list[Inbox]:
+        targets = self._routes.get(key)
+        if targets is None:
+            targets = self._routes[key] = [b for b in self._inboxes
+                                           if wants(b.patterns, b.partitions, msg.topic, msg.partition)]
+        return targets
+
+    def _receive(self) -> None:
+        sock = self.sock
+        while True:
+            frames = sock.recv_multipart()
+            try:
+                msg = parse(frames)
+            except (ValueError, UnicodeDecodeError) as exc:
+                log.error("dropping a foreign frame on %s: %s", self.endpoint, exc)
+                continue
+            self.frames += 1
+            for box in self._targets(bytes(frames[0]), msg):
+                while not box.closed:  # wait for a full inbox, unless its bolt has gone
+                    try:
+                        box.queue.put(msg, timeout=0.1)
+                        break
+                    except gevent.queue.Full:
+                        pass
+
+    def _detach(self, inbox: Inbox) -> None:
+        if inbox.closed:
+            return
+        inbox.closed = True
+        self._inboxes.remove(inbox)
+        if not self._inboxes:
+            self.close()
+            return
+        self.sock.setsockopt(zmq.UNSUBSCRIBE, READY_PREFIX + inbox.name.encode())
+        self._resubscribe()
+
+    def close(self) -> None:
+        """Stop receiving and close the socket (also done when the last inbox closes)."""
+        if self._greenlet is not None:
+            self._greenlet.kill()
+            self._greenlet = None
+        for box in self._inboxes:
+            box.closed = True
+        self._inboxes = []
+        if not self.sock.closed:
+            self.sock.close()

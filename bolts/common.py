@@ -7,9 +7,9 @@ value seen; the Bolt base class logs, counts and dead-letters it.
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Mapping, NamedTuple, Sequence
 
-__all__ = ["ServerKey", "PeriodKey", "GamelogEvent", "gamelog_event", "need_str", "need_int", "need_number",
+__all__ = ["ServerKey", "PeriodKey", "GamelogEvent", "gamelog_event", "gamelog_users", "need_str", "need_int", "need_number",
            "server_key", "RecentMembers", "NO_DATA"]
 
 
@@ -98,6 +98,18 @@ def gamelog_event(body: Mapping[str, Any]) -> GamelogEvent:
         raise ValueError(f"body.data must be an object, got {data!r}")
     return GamelogEvent(need_str(body, "game"), need_str(body, "area"), need_str(body, "plat"),
                         need_str(body, "uid"), need_int(body, "ts"), data)
+
+
+def gamelog_users(body: Mapping[str, Any]) -> tuple[ServerKey, int, Sequence[str]]:
+    """(server, ts, users) of a who-where-when tuple: one record's {uid}, or the gamelog
+    spout's packed {uids: [...]} (the records of one server and 15-minute slot; ts the earliest)."""
+    uids = body.get("uids") if type(body) is dict else None
+    if uids is None:
+        ev = gamelog_event(body)
+        return ev.server, ev.ts, (ev.uid,)
+    if type(uids) is not list or not uids or not all(type(u) is str and u for u in uids):
+        raise ValueError(f"body.uids must be a non-empty list of user ids, got {uids!r:.80}")
+    return server_key(body), need_int(body, "ts"), uids
 
 
 class RecentMembers:

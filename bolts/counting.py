@@ -32,7 +32,7 @@ from analytics.periods import period_function
 from analytics.schema import Collection
 from analytics.store.base import Batch, MemberKey
 from analytics.tuples import Tuple, derived_id
-from bolts.common import PeriodKey, RecentMembers, ServerKey, gamelog_event, need_int, server_key
+from bolts.common import PeriodKey, RecentMembers, ServerKey, gamelog_users, need_int, server_key
 
 __all__ = ["CountingKind", "PeriodKey", "DistinctPeriods", "first_periods", "counting_collections",
            "HourCountBolt", "DayCountBolt"]
@@ -166,8 +166,10 @@ class HourCountBolt(Bolt):
         self.periods = DistinctPeriods("hour", int(self.option("keep_periods", self.keep_periods)))
 
     def process(self, tup: Tuple) -> None:
-        ev = gamelog_event(tup.body)
-        self.periods.add(ev.server, ev.uid, ev.ts, self.settings.tz_of(ev.game))
+        server, ts, uids = gamelog_users(tup.body)  # one record, or the spout's packed records
+        tz = self.settings.tz_of(server.game)
+        for uid in uids:
+            self.periods.add(server, uid, ts, tz)
 
     def flush(self, batch: Batch) -> None:
         k = self.kind

@@ -185,8 +185,12 @@ class SourceSpout(Spout):
         now = self.ctx.clock()
         for raw in items:
             self._handle_one(raw, now)
+        self._safely(self.end_chunk)
         self.commit()
         return True
+
+    def end_chunk(self) -> None:
+        """After a chunk of records was handled: emit what was held back for it (packed tuples)."""
 
     def _handle_one(self, raw: bytes, now: float) -> None:
         if len(raw) > self.max_line_bytes or isinstance(raw, Oversized):  # cheap test first: lines are short

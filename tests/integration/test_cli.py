@@ -69,6 +69,9 @@ def test_replay_then_query_gives_the_exact_figures_and_a_replay_changes_nothing(
     report = json.loads(first.stdout)
     assert report["problems"] == []
     assert report["totals"]["rejected"] == malformed(SAMPLE.read_text().splitlines()) > 0
+    ops = report["store_ops"]  # None unless the store counts its operations (store.op_counts)
+    assert report["store_writes_per_1000_records"] == (
+        None if ops is None else round(ops["writes"] * 1000 / report["totals"]["read"], 2))
     q = cli("query", "loginday", "--game", "dl", "--json", "--store", store)
     got = {(d["plat"], d["ts"]): d["count"] for d in map(json.loads, q.stdout.decode().splitlines())}
     assert got == expected_login_days(SAMPLE.read_text().splitlines())

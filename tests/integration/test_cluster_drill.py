@@ -34,9 +34,10 @@ PARTITIONS = 4
 LOGIN_TOPIC = "gamelog.login_logcount"
 
 
-def _cluster_config(root: Path, etcd, indir: Path, extra: str) -> Path:
+def _cluster_config(root: Path, etcd, indir: Path, extra: str, pack_users: bool = True) -> Path:
     sources = {s: {"files": [f"{indir}/{s}_*.txt"], "follow": True, "rescan_seconds": 0.2} for s in SPOUTS}
     sources["gamelog"]["game"] = GAME
+    sources["gamelog"]["pack_users"] = pack_users
     analytics = (f'etcd = "{etcd.endpoint}"\ncluster = "drill{os.getpid()}x{time.monotonic_ns() % 10**6}"\n'
                  f"partitions = {PARTITIONS}\n")
     return write_config(root / "analytics.toml", root, sources=sources, analytics=analytics,
@@ -118,8 +119,10 @@ def test_partition_hand_over_when_a_bolt_instance_dies(tmp_path, etcd_private):
     inputs = sample(tmp_path / "staging", users=150, areas=4)
     parts = _login_partitions(inputs["gamelog"])
     assert len(set(parts)) == PARTITIONS, f"the sample must spread over every partition: {sorted(set(parts))}"
+    # One tuple per login (no packing), so that the survivor's received counter counts logins.
     cfg = _cluster_config(live, etcd_private, indir,
-                          "[components.loginhour]\ninstances = 2\n[components.loginday]\ninstances = 2\n")
+                          "[components.loginhour]\ninstances = 2\n[components.loginday]\ninstances = 2\n",
+                          pack_users=False)
     settings = _settings(cfg)
     logs = {i: live / "run" / f"loginhour#{i}.log" for i in (0, 1)}
     ok(cli(cfg, "start"))

@@ -57,7 +57,9 @@ def append(path: Path, data: list[bytes] | bytes) -> None:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=str(tmp_path / "data"))
+    # These tests follow each line through the readers as a tuple of its own, so the gamelog
+    # spout does not pack login lines here (packing: tests/unit/test_spouts.py).
+    return Settings(data_dir=str(tmp_path / "data"), sources={"gamelog": {"pack_users": False}})
 
 
 FAST = dict(rescan_seconds=0.05, rotate_grace=0.2, state_interval=0.0)
@@ -411,7 +413,7 @@ def test_read_stdin_gamelog_feeds_a_tcp_receiver_and_loses_nothing(tmp_path):
     with Sink("tcp") as sink:
         cfg = tmp_path / "analytics.toml"
         cfg.write_text(f'[analytics]\ndata_dir = "{tmp_path / "data"}"\n\n'
-                       f'[broker]\nreceiver = "{sink.endpoint}"\n\n[sources.gamelog]\ngame = "dl"\n')
+                       f'[broker]\nreceiver = "{sink.endpoint}"\n\n[sources.gamelog]\ngame = "dl"\npack_users = false\n')
         with open(src, "rb") as stdin:
             proc = subprocess.Popen([str(ROOT / "bin" / "read_stdin_gamelog"), "--config", str(cfg)],
                                     stdin=stdin, stderr=subprocess.PIPE, cwd=tmp_path)

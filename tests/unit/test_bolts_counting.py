@@ -149,3 +149,17 @@ def test_hour_bolt_emits_large_hours_in_chunks_and_the_day_bolt_rejects_a_bad_us
     out = run(day, [bad] + [Tuple(t, i, ts, body) for t, i, ts, body in sent])
     assert day.counters.errors == 1
     assert [(b["ts"], b["count"]) for _, _, _, b in out] == [(1420646400, 5)]
+
+
+def test_hour_bolt_counts_the_spouts_packed_tuples_like_single_records(tmp_path):
+    singles = [gamelog("login_logcount", u, 1420688004 + i) for i, u in enumerate(["u1", "u2", "u3"])]
+    packed = Tuple("gamelog.login_logcount", "p1", 1420688004,
+                   {"game": "dl", "area": AREA, "plat": "2001", "ts": 1420688004, "code": "login_logcount",
+                    "uids": ["u1", "u2", "u3"]})
+    stores = [open_test_store(tmp_path / d) for d in "abc" if not (tmp_path / d).mkdir()]
+    one, other, bad = (make_bolt(LoginHourBolt, tmp_path / d, store) for d, store in zip("abc", stores))
+    assert run(one, singles) == run(other, [packed])
+    key = MemberKey("login_hour", "dl", AREA, "2001", 1420686000)
+    assert stores[0].members(key) == stores[1].members(key) == {"u1", "u2", "u3"}
+    run(bad, [Tuple("gamelog.login_logcount", "p2", 1420688004, {**packed.body, "uids": ["u1", 7]})])
+    assert bad.counters.errors == 1 and stores[2].members(key) == set()  # dead-lettered, not counted

@@ -193,6 +193,125 @@ def test_a_component_that_dies_fails_the_run_at_once(settings, tmp_path):
     real.close()
 
 
+def test_the_bolts_of_a_process_decode_each_frame_once(settings, monkeypatch):
+    import analytics.component
+    calls: list[str] = []
+    real = analytics.component.decode_batch
+
+    def counting(topic, payload):
+        calls.append(topic)
+        return real(topic, payload)
+    monkeypatch.setattr(analytics.component, "decode_batch", counting)
+    topo = Topology([spec("src", "ListSpout", count=2000), spec("collect", "CollectBolt"),
+                     spec("onlya", "OnlyABolt"), spec("derived", "DerivedBolt")])
+    runner, report = run(topo, settings)
+    assert report.problems(topo) == []
+    assert len(runner.components["onlya"].seen) == 1000 and len(runner.components["collect"].seen) == 2000
+    # toy.a reaches collect and onlya, but each of its frames is decoded once.
+    frames = runner.components["src"].publisher.frames + runner.components["collect"].publisher.frames
+    assert len(calls) == frames
+    assert runner.subscriptions.frames >= frames
+
+
+def test_a_shared_subscription_routes_frames_by_topic_and_partition(settings):
+    from analytics.broker import Broker
+    from analytics.transport import Publisher, SharedSubscriber, new_context
+    zctx = new_context()
+    broker = Broker(zctx, "inproc://r", "inproc://s", expected=["all", "p1"]).start()
+    hub = SharedSubscriber(zctx, "inproc://s")
+    everything = hub.subscribe("all", ["toy.a", "toy.b"])
+    only_p1 = hub.subscribe("p1", ["toy.a"], partitions={1})
+    pub = Publisher(zctx, "inproc://r", "src", batch_size=1)
+    try:
+        assert broker.wait_ready(5)
+
+        def sent(partition: int, topic: str = "toy.a") -> None:
+            pub.send(topic, f"id{partition}", 1420688004, {"n": partition}, partition)
+
+        def got(inbox) -> list[tuple[str, str, str]]:
+            out = []
+            msg = inbox.recv(1)
+            while msg is not None:
+                out.append((msg.kind.decode(), msg.topic, msg.partition))
+                msg = inbox.recv(0.2)
+            return out
+        for p in (0, 1, 2):
+            sent(p)
+        sent(1, "toy.b")
+        pub.barrier(["toy.a"])
+        assert got(only_p1) == [("D", "toy.a", "001"), ("B", "toy.a", "*")]
+        assert got(everything) == [("D", "toy.a", "000"), ("D", "toy.a", "001"), ("D", "toy.a", "002"),
+                                   ("D", "toy.b", "001"), ("B", "toy.a", "*")]
+        only_p1.set_partitions({2})
+        gevent.sleep(0.1)  # the new subscription reaches the broker
+        for p in (1, 2):
+            sent(p)
+        assert got(only_p1) == [("D", "toy.a", "002")]
+        assert len(got(everything)) == 2
+        only_p1.close()
+        gevent.sleep(0.1)
+        assert broker.missing() == {"p1"}  # its readiness marker went with it
+    finally:
+        pub.close(linger_ms=0)
+        hub.close()
+        broker.stop()
+        zctx.term()
+
+
+class CountingStore:
+    """A store that counts its operations (as stores with `op_counts` do), delegating the rest."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.op_counts = {"reads": 0, "writes": 0}
+
+    def apply(self, batch):
+        self.op_counts["writes"] += 1
+        return self.inner.apply(batch)
+
+    def unseen(self, *args):
+        self.op_counts["reads"] += 1
+        return self.inner.unseen(*args)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_the_drain_report_counts_each_stores_operations_once(settings, tmp_path):
+    store = CountingStore(open_store(f"sqlite:///{tmp_path}/s.db"))
+    store.setup()
+    topo = Topology([spec("src", "ListSpout", count=600), spec("storesum", "StoreSumBolt"),
+                     spec("storesum2", "StoreSumBolt")])
+    _, report = run(topo, settings, store=store)
+    assert report.problems(topo) == []
+    assert store.op_counts["writes"] >= 2 and store.op_counts["reads"] >= 2
+    # Both bolts report the store they share; the run's figure takes it once.
+    assert report.store_ops() == store.op_counts
+    assert sum(r["store_ops"]["writes"] for r in report.bolts.values()) > store.op_counts["writes"]
+    store.inner.close()
+
+
+class UncountedStore:
+    """A store of another make that keeps no operation counters."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __getattr__(self, name):
+        if name == "op_counts":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
+def test_a_store_without_operation_counters_reports_none(settings, tmp_path):
+    inner = open_store(f"sqlite:///{tmp_path}/s.db")
+    store = UncountedStore(inner)
+    _, report = run(Topology([spec("src", "ListSpout", count=100), spec("storesum", "StoreSumBolt")]), settings,
+                    store=store)
+    assert report.bolts["storesum"]["store_ops"] is None and report.store_ops() is None
+    inner.close()
+
+
 def test_a_replay_of_some_sources_keeps_every_bolt_one_of_them_feeds():
     """Bolts fed by several sources run on the part present (they read the rest from the store)."""
     from analytics.topology import default_topology

@@ -155,7 +155,8 @@ BAD_GAMELOG = [
 def test_gamelog_rejects_bad_input_into_dead_letters(settings, tmp_path, raw, reason):
     good = line(gamelog())
     spout, sink = run(GamelogSpout, settings, tmp_path, [good, raw, good], game="dl")
-    assert len(sink.tuples) == 2  # the bad line does not stop the spout
+    # the bad line does not stop the spout (the two good ones travel packed in one tuple)
+    assert len(sink.tuples) + spout.counters.combined == 2
     assert spout.counters.rejected == 1
     (dl,) = dead_letters(settings, "gamelog")
     assert dl["reason"].startswith(reason), dl["reason"]
@@ -333,3 +334,30 @@ def test_backoff_is_exponential_and_capped():
     assert [b.next_delay() for _ in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
     b.reset()
     assert b.next_delay() == 0.5
+
+
+def test_gamelog_packs_who_where_when_records_per_server_and_slot(settings, tmp_path):
+    from analytics.tuples import derived_id
+    t0 = 1420688100  # 15-minute slot 1578542 starts at 1420687800
+    recs = [gamelog(acct="u1", ts=t0 + 60), gamelog(acct="u2", ts=t0), gamelog(acct="u1", ts=t0 + 90),  # one slot
+            gamelog(acct="u3", ts=t0 + 900),                     # the next slot: alone, sent as it is
+            gamelog(acct="u4", ts=t0, area="other"),             # another server: alone
+            gamelog("signup_logcount", acct="u1", ts=t0 + 5),    # another code: alone
+            gamelog("coin_logchange", acct="u1", ts=t0)]         # not who-where-when: never packed
+    lines = [line(r) for r in recs]
+    spout, sink = run(GamelogSpout, settings, tmp_path, lines, game="dl")
+    by_id = {t.id: t for t in sink.tuples}
+    packed = by_id[derived_id(*(record_id(lines[i], "dl") for i in (0, 1, 2)))]
+    assert packed.topic == "gamelog.login_logcount" and packed.ts == t0
+    assert packed.body == {"game": "dl", "area": "549140c8dbdb67794fc0fa3b", "plat": "2001", "ts": t0,
+                           "code": "login_logcount", "uids": ["u1", "u2"]}
+    for i in (3, 4, 5, 6):
+        assert "uid" in by_id[record_id(lines[i], "dl")].body
+    assert len(sink.tuples) == 5 and spout.counters.combined == 2
+    assert sum(spout.counters.emitted.values()) + spout.counters.combined == len(recs)  # every record accepted
+    assert {b["topic"]: b["sent"] for b in sink.barriers}["gamelog.login_logcount"] == 3  # tuples, as received
+    (log,) = Path(settings.data_dir).glob("gamelog_*.txt")
+    assert log.read_bytes() == b"".join(lines)  # every record in the disk log
+    (tmp_path / "off").mkdir()
+    _, unpacked = run(GamelogSpout, settings, tmp_path / "off", lines, game="dl", pack_users=False)
+    assert len(unpacked.tuples) == len(recs)
