@@ -2,19 +2,50 @@
 
 Exit codes: 0 success; 1 the command ran but found a problem (lost tuples,
 failing nodes, nothing drained); 2 bad usage or configuration; 3 a store or
-cluster that cannot be reached. Errors are one line on stderr, not a traceback
-(set ANALYTICS_DEBUG=1 for the traceback).
+cluster that cannot be reached; 141 (128 + SIGPIPE) when the reader of stdout went
+away (`analytics query ... | head -1`), quietly, as other Unix tools do. Errors are
+one line on stderr of at most ERROR_WIDTH characters, not a traceback (set
+ANALYTICS_DEBUG=1 for the whole message and the traceback).
 """
 from __future__ import annotations
 
 import argparse
 import os
+import re
+import signal
 import sys
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
-__all__ = ["main"]
+__all__ = ["main", "brief"]
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
+#: The exit status of a process killed by SIGPIPE, as the shell reports it.
+EXIT_PIPE = 128 + signal.SIGPIPE
+#: Longest error line the CLI prints (the rest only with ANALYTICS_DEBUG=1).
+ERROR_WIDTH = 240
+#: Where a driver's message turns from the cause into its diagnostics (pymongo appends the
+#: timeouts it was configured with and the whole topology description).
+_DETAIL = re.compile(r"\s*\(configured timeouts:[^)]*\)|,?\s*Timeout: [^,]*,?|,?\s*Topology Description: .*",
+                     re.S)
+
+
+def brief(message: str, width: int = ERROR_WIDTH) -> str:
+    """One line of at most `width` characters: the cause, without a driver's diagnostics."""
+    text = " ".join(_DETAIL.sub("", message).split())
+    if len(text) > width:
+        text = text[:width - 1].rstrip() + "…"
+    return text
+
+
+def _store_host(args: argparse.Namespace) -> str:
+    """host:port of the store the command was given (no credentials), or '' if it cannot be told."""
+    try:
+        url = _settings(args).store
+    except Exception:  # the error being reported may be the configuration itself
+        return ""
+    parts = urlsplit(url)
+    return parts.netloc.rpartition("@")[2] or parts.path
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -60,8 +91,8 @@ REPLAY_SOURCES = ("gamelog", "payment", "syncuser", "http")
 def _files_by_source(files: list[str], source: str | None) -> dict[str, list[str]]:
     """Group the replay's files by record kind: --source for all, else each file's name prefix.
 
-    One replay of every source at once feeds the bolts that need several of them
-    (server, usercenter, ...); a replay of one source alone leaves those out.
+    Sources may be replayed together or one at a time, in any order: bolts fed by
+    several of them (server, usercenter, ...) read the others' state from the store.
     """
     if source:
         return {source: list(files)}
@@ -182,8 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE", help="disk logs or other JSON-lines files (globs allowed)")
     p.add_argument("--source", choices=REPLAY_SOURCES,
                    help="record kind of every FILE (default: from each file's name, <source>_*.txt as the "
-                        "disk logs are named, else gamelog); replay all sources in one command so that bolts "
-                        "fed by several of them (server, usercenter, ...) run too")
+                        "disk logs are named, else gamelog); sources can be replayed together or one at a "
+                        "time, in any order: the store comes out the same")
     p.add_argument("--game", help="game name for gamelog records (they do not carry it)")
     p.add_argument("--tz", help="IANA time zone of the game's days (overrides the configuration)")
     p.add_argument("--store", help="store URL (default: $ANALYTICS_STORE or sqlite:///data/analytics.db)")
@@ -249,18 +280,27 @@ def main(argv: list[str] | None = None) -> int:
     from analytics.store.base import QueryError, StoreError, StoreUnavailable
     from analytics.topology import TopologyError
     try:
-        return args.fn(args)
+        code = args.fn(args)
+        sys.stdout.flush()  # here, so that a closed pipe is seen while it can still be handled
+        return code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`| head -1`): stop quietly. Point stdout at /dev/null so the
+        # interpreter's own flush at exit does not fail again on what is still buffered.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_PIPE
     except (ConfigError, QueryError, TopologyError, FileNotFoundError, ValueError) as exc:
-        code, msg = EXIT_USAGE, str(exc)
+        error, code, msg = exc, EXIT_USAGE, str(exc)
     except StoreUnavailable as exc:
-        code, msg = EXIT_UNAVAILABLE, f"store unavailable: {exc}"
+        error, code, msg = exc, EXIT_UNAVAILABLE, brief(str(exc))
+        host = _store_host(args)
+        msg = f"store unavailable: {msg}" if not host or host in msg else f"store {host} unavailable: {msg}"
     except (StoreError, TimeoutError, RuntimeError) as exc:
-        code, msg = EXIT_PROBLEM, str(exc)
+        error, code, msg = exc, EXIT_PROBLEM, str(exc)
     if os.environ.get("ANALYTICS_DEBUG"):
-        raise
-    print(f"error: {msg}", file=sys.stderr)
+        raise error  # the whole message and the traceback
+    print(brief(f"error: {msg}"), file=sys.stderr)
     return code
 
 

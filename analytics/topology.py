@@ -4,7 +4,9 @@ One definition (DEFAULT_COMPONENTS) runs either in one process (LocalRunner:
 greenlets over inproc://) or as separate processes over tcp (ProcessRunner: one per
 component, or `settings.workers` processes grouped by stage: worker_groups), chosen
 by configuration only. Wiring is checked when the topology is built:
-at least one spout, unique names, and every bolt topic produced by somebody.
+at least one spout, unique names, and every bolt topic produced by somebody (in a
+partial topology, a replay of some sources or `run --only`: at least one topic of
+every bolt; bolts fed by several sources read the others' state from the store).
 """
 from __future__ import annotations
 
@@ -91,7 +93,9 @@ class ComponentSpec:
 class Topology:
     """A validated set of components and the wiring derived from their topics."""
 
-    def __init__(self, specs: Iterable[ComponentSpec]) -> None:
+    def __init__(self, specs: Iterable[ComponentSpec], *, partial: bool = False) -> None:
+        """`partial`: a part of a topology (a replay of some sources, `run --only`): a bolt may
+        subscribe to topics nobody here emits, as long as one of its topics is fed."""
         self.specs: dict[str, ComponentSpec] = {}
         self.classes: dict[str, type[Component]] = {}
         for spec in specs:
@@ -105,9 +109,12 @@ class Topology:
             cls = self.classes[name]
             if not cls.topics:
                 raise TopologyError(f"bolt {name!r} subscribes to no topic")
-            for pattern in cls.topics:
-                if not any(topic_matches(pattern, t) for _, t in self.emitted()):
-                    raise TopologyError(f"bolt {name!r} subscribes to {pattern!r}, which no component emits")
+            unfed = [p for p in cls.topics if not any(topic_matches(p, t) for _, t in self.emitted())]
+            if unfed and not partial:
+                raise TopologyError(f"bolt {name!r} subscribes to {unfed[0]!r}, which no component emits")
+            if partial and len(unfed) == len(cls.topics):
+                raise TopologyError(f"bolt {name!r}: none of its topics ({', '.join(cls.topics)}) is emitted "
+                                    f"by a component of this topology")
 
     @property
     def spouts(self) -> list[str]:
@@ -127,29 +134,35 @@ class Topology:
         return frozenset((p, t) for p, t in self.emitted() if any(topic_matches(pat, t) for pat in patterns))
 
     def with_spouts(self, spouts: Iterable[ComponentSpec]) -> "Topology":
-        """This topology's bolts fed by other spouts (a replay), dropping bolts nobody feeds
-        (e.g. the payment bolts in a replay of gamelog files only)."""
-        return Topology(_fed_bolts(list(spouts) + [self.specs[n] for n in self.bolts]))
+        """This topology's bolts fed by other spouts (a replay): every bolt that one of them
+        feeds, directly or through other bolts, even if its other inputs are absent (the
+        server bolt in a replay of payment files only: its bolts read what the absent
+        sources stored before). Bolts nobody feeds are left out."""
+        return Topology(_fed_bolts(list(spouts), [self.specs[n] for n in self.bolts]), partial=True)
 
     def to_json(self) -> list[dict[str, Any]]:
         return [{"name": s.name, "cls": s.cls, "options": s.options} for s in self.specs.values()]
 
     @classmethod
     def from_json(cls, data: list[dict[str, Any]]) -> "Topology":
-        return cls(ComponentSpec(d["name"], d["cls"], d.get("options", {})) for d in data)
+        """A topology written by to_json (already validated where it was built, possibly partial)."""
+        return cls((ComponentSpec(d["name"], d["cls"], d.get("options", {})) for d in data), partial=True)
 
 
-def _fed_bolts(specs: list[ComponentSpec]) -> list[ComponentSpec]:
-    """Keep spouts and the bolts all of whose topics are produced by kept components."""
-    kept = list(specs)
-    while True:
-        classes = {s.name: s.load() for s in kept}
-        emitted = [t for c in classes.values() for t in c.emits]
-        nxt = [s for s in kept if issubclass(classes[s.name], Spout)
-               or all(any(topic_matches(p, t) for t in emitted) for p in classes[s.name].topics)]
-        if len(nxt) == len(kept):
-            return kept
-        kept = nxt
+def _fed_bolts(spouts: list[ComponentSpec], bolts: list[ComponentSpec]) -> list[ComponentSpec]:
+    """The spouts and every bolt one of whose topics a spout or an already kept bolt emits."""
+    classes = {s.name: s.load() for s in spouts + bolts}
+    emitted = {t for s in spouts for t in classes[s.name].emits}
+    kept: set[str] = set()
+    grew = True
+    while grew:
+        grew = False
+        for b in bolts:
+            if b.name not in kept and any(topic_matches(p, t) for p in classes[b.name].topics for t in emitted):
+                kept.add(b.name)
+                emitted.update(classes[b.name].emits)
+                grew = True
+    return spouts + [b for b in bolts if b.name in kept]
 
 
 def stages(topology: Topology) -> dict[str, int]:
@@ -195,10 +208,10 @@ def worker_groups(topology: Topology, workers: int) -> list[list[str]]:
 def default_topology(settings: Settings, only: Iterable[str] | None = None) -> Topology:
     """The default topology, with per-source options from settings.sources."""
     specs = [ComponentSpec(n, c, dict(settings.sources.get(n, {}))) for n, c in DEFAULT_COMPONENTS]
-    if only is not None:
-        wanted = set(only)
-        specs = [s for s in specs if s.name in wanted]
-    return Topology(specs)
+    if only is None:
+        return Topology(specs)
+    wanted = set(only)
+    return Topology([s for s in specs if s.name in wanted], partial=True)
 
 
 @dataclass

@@ -17,8 +17,9 @@ What one flush writes, in one atomic batch:
 * ``payorderuser`` {game, area, plat, ts=day}: pay_amount and pay_count, the sums
   over that day's payorderdetail documents (stored ones merged with this flush's),
   $set; type 'payorderuser'.
-* ``userpay`` {game, area, plat, uid}: ts = first pay day ($min), last_pay_day ($max),
-  amount and times = the user's totals over all days (recomputed the same way, $set).
+* ``userpay`` {game, area, plat, uid}: ts = first pay day, last_pay_day, amount and
+  times = the user's totals over all days (recomputed the same way, $set);
+  rest_yuanbao 0 on insert (usercenter sets it).
 
 Then (published only once the batch is stored) one ``payorderuser.day`` tuple per
 touched day: {game, area, plat, ts, count, pay_amount, pay_count, type}, the
@@ -175,11 +176,12 @@ COLLECTIONS = [
     }, userlist_set="pay_day", doc="payers and takings of one server on one day", writer="payorderuser"),
     Collection("userpay", ("game", "area", "plat", "uid"), {
         "uid": "user id",
-        "ts": "start of the user's first pay day ($min); absent if the user never paid",
-        "last_pay_day": "start of the user's latest pay day ($max)",
-        "amount": "the user's amount paid over all days (sum of payorderdetail, $set)",
-        "times": "the user's payments over all days (sum of payorderdetail, $set)",
-        "rest_yuanbao": "the user's yuanbao balance from the latest syncuser record (written by usercenter)",
+        "ts": "start of the user's first pay day (min of payorderdetail.ts); 0 if the user never paid",
+        "last_pay_day": "start of the user's latest pay day (max of payorderdetail.ts); 0 if the user never paid",
+        "amount": "the user's amount paid over all days (sum of payorderdetail); 0 if the user never paid",
+        "times": "the user's payments over all days (sum of payorderdetail); 0 if the user never paid",
+        "rest_yuanbao": "the user's yuanbao balance from the latest syncuser record (written by usercenter; "
+                        "0 until one arrives)",
     }, doc="one user's payment history summary and yuanbao balance on one server", writer="payorderuser"),
 ]
 
@@ -241,5 +243,8 @@ class PayOrderUserBolt(Bolt):
                       id=derived_id("payorderuser.day", *server, day, totals.count, totals.pay_amount, totals.pay_count))
         for server, uid in sorted({(k.server, k.uid) for k in pending}):
             u = user_totals(by_user[(server, uid)])
-            batch.upsert("userpay", {**server._asdict(), "uid": uid}, set={"amount": u.amount, "times": u.times},
-                         min={"ts": u.first_day}, max={"last_pay_day": u.last_day})
+            # Recomputed from every stored day of the user, so $set is exact (ts was 0 if usercenter
+            # wrote the document first); rest_yuanbao is usercenter's, 0 until it writes one.
+            batch.upsert("userpay", {**server._asdict(), "uid": uid},
+                         set={"amount": u.amount, "times": u.times, "ts": u.first_day, "last_pay_day": u.last_day},
+                         set_on_insert={"rest_yuanbao": 0})

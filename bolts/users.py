@@ -8,7 +8,10 @@ syncuser records and level changes is newest. Ties on ts are broken by the
 content, so the result does not depend on the order of delivery, and a replay
 changes nothing (no dedupe needed). In flush the bolt reads the stored documents
 of the touched servers and compares; one writer per partition makes that safe.
-When a syncuser record wins, its rest_yuanbao also goes into ``userpay``.
+When a syncuser record wins, its rest_yuanbao also goes into ``userpay``. Every
+document gets every field: a user known only from a level change has '' and 0 for
+the profile until a syncuser record arrives (USERCENTER_DEFAULTS, $setOnInsert), and
+a userpay document usercenter creates has 0 for the payment fields.
 After a flush that changed grades it emits ``usercenter.grade`` {game, area, plat, ts}
 per touched server.
 
@@ -29,7 +32,8 @@ from analytics.tuples import Tuple, derived_id
 from bolts.common import ServerKey, gamelog_event, need_int, need_number, need_str, server_key
 
 __all__ = ["PROFILE_FIELDS", "UserKey", "Profile", "Grade", "UserUpdates", "changes_for",
-           "level_distribution", "level_counts", "UserCenterBolt", "UserLevelBolt", "COLLECTIONS"]
+           "USERCENTER_DEFAULTS", "USERPAY_DEFAULTS", "defaults_for", "level_distribution", "level_counts",
+           "UserCenterBolt", "UserLevelBolt", "COLLECTIONS"]
 
 
 # -- pure aggregation --------------------------------------------------------------------
@@ -134,6 +138,19 @@ def changes_for(doc: Mapping[str, Any] | None, profile: Profile | None, grade: G
     return out
 
 
+#: What a usercenter document holds before any record gave the field (a user seen only in a
+#: level change has no profile yet): '' for text, 0 for numbers and times.
+USERCENTER_DEFAULTS: dict[str, Any] = {"name": "", "rest_yuanbao": 0, "birthday": 0, "acctid": "", "score": 0,
+                                       "login_time": 0, "ts": 0, "grade": 0, "grade_ts": 0}
+#: The payorderuser fields of a userpay document that usercenter creates (the user never paid).
+USERPAY_DEFAULTS: dict[str, Any] = {"amount": 0, "times": 0, "ts": 0, "last_pay_day": 0}
+
+
+def defaults_for(sets: Mapping[str, Any]) -> dict[str, Any]:
+    """The $setOnInsert of a usercenter upsert: the defaults of the fields it does not $set."""
+    return {f: v for f, v in USERCENTER_DEFAULTS.items() if f not in sets}
+
+
 def level_distribution(docs: Iterable[Mapping[str, Any]]) -> dict[int, int]:
     """Users per grade among usercenter documents (documents without a grade are left out)."""
     return dict(Counter(d["grade"] for d in docs if isinstance(d.get("grade"), int)))
@@ -155,7 +172,8 @@ COLLECTIONS = [
         "acctid": "account name/e-mail (latest syncuser record)",
         "score": "score (latest syncuser record)",
         "login_time": "last login time, epoch seconds (latest syncuser record)",
-        "ts": "ts of the syncuser record the fields above come from",
+        "ts": "ts of the syncuser record the fields above come from (0, and the fields above '' or 0, "
+              "until a syncuser record arrives)",
         "grade": "current level: from the newest of the syncuser records and level_logchange records",
         "grade_ts": "ts of the record the grade comes from",
     }, doc="the latest known data of one user on one server", writer="usercenter"),
@@ -204,9 +222,10 @@ class UserCenterBolt(Bolt):
             sets = changes_for(stored.get(key), profile, grade)
             if not sets:
                 continue
-            batch.upsert("usercenter", key._asdict(), set=sets)
+            batch.upsert("usercenter", key._asdict(), set=sets, set_on_insert=defaults_for(sets))
             if "rest_yuanbao" in sets:
-                batch.upsert("userpay", key._asdict(), set={"rest_yuanbao": sets["rest_yuanbao"]})
+                batch.upsert("userpay", key._asdict(), set={"rest_yuanbao": sets["rest_yuanbao"]},
+                             set_on_insert=USERPAY_DEFAULTS)
             if "grade" in sets:
                 regraded[key.server] = max(regraded.get(key.server, 0), sets["grade_ts"])
         for server, ts in sorted(regraded.items()):

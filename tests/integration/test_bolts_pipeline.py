@@ -56,8 +56,8 @@ def test_distinct_users_per_day_and_hour(pipeline):
     login = {(d["game"], d["plat"], d["ts"]): d["count"] for d in store.find("loginday")}
     want = {(g, p, ts): len(m) for (s, g, a, p, ts), m in truth.members.items() if s == "login_day"}
     assert login == want
-    server = {(d["game"], d["plat"], d["ts"]): d.get("active") for d in store.find("server")}
-    assert {k: v for k, v in server.items() if v is not None} == want
+    server = {(d["game"], d["plat"], d["ts"]): d["active"] for d in store.find("server")}
+    assert {k: v for k, v in server.items() if v} == want
     signup = {(d["game"], d["plat"], d["ts"]): d["count"] for d in store.find("signupday")}
     assert signup == {(g, p, ts): len(m) for (s, g, a, p, ts), m in truth.members.items() if s == "signup_day"}
 
@@ -70,14 +70,16 @@ def test_payments(pipeline):
             for k, u in truth.payments.items()}
     assert got == want
     server = {(d["game"], d["area"], d["plat"], d["ts"]): (d["pay_user"], d["pay_count"], d["pay_amount"])
-              for d in store.find("server") if "pay_user" in d}
-    assert server == want
+              for d in store.find("server")}
+    assert {k: v for k, v in server.items() if v != (0, 0, 0)} == want
     per_user: dict[tuple, float] = {}
     for (g, a, p, _), users in truth.payments.items():
         for uid, (_, amount) in users.items():
             per_user[(g, a, p, uid)] = per_user.get((g, a, p, uid), 0) + amount
-    assert {(d["game"], d["area"], d["plat"], d["uid"]): d["amount"] for d in store.find("userpay")
-            if "amount" in d} == per_user
+    userpay = {(d["game"], d["area"], d["plat"], d["uid"]): d["amount"] for d in store.find("userpay")}
+    assert {k: v for k, v in userpay.items() if v} == per_user
+    assert all(d["times"] == d["amount"] == d["ts"] == d["last_pay_day"] == 0 for d in store.find("userpay")
+               if (d["game"], d["area"], d["plat"], d["uid"]) not in per_user)
 
 
 def test_sums_users_and_start_times(pipeline):

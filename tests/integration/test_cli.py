@@ -88,6 +88,40 @@ def test_errors_are_one_line_with_meaningful_exit_codes(tmp_path):
     assert nogame.returncode == 2 and "--game" in nogame.stderr.decode()
 
 
+def test_a_reader_that_goes_away_ends_the_query_quietly(tmp_path):
+    """`analytics query loginhour --json | head -1`: no BrokenPipeError traceback, the SIGPIPE status."""
+    from analytics.store import open_store
+    from analytics.store.base import Batch
+    url = f"sqlite:///{tmp_path}/many.db"
+    with open_store(url) as store:
+        batch = Batch()
+        for h in range(3000):  # ~300 KB of output: more than a pipe holds, so the writer is blocked on it
+            batch.upsert("loginhour", {"game": "dl", "area": "a1", "plat": "2001", "ts": 1420560000 + 3600 * h},
+                         set={"count": h, "type": "login"})
+        store.apply(batch)
+    proc = subprocess.Popen([sys.executable, "-m", "analytics.cli", "query", "loginhour", "--json", "--store", url],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = proc.stdout.readline()
+    proc.stdout.close()  # what head does after its line
+    err = proc.stderr.read().decode()
+    code = proc.wait(timeout=60)
+    assert json.loads(first)["ts"] == 1420560000
+    assert err == "" and code in (0, 128 + signal.SIGPIPE, -signal.SIGPIPE)
+
+
+def test_an_unreachable_mongodb_is_one_line_naming_host_and_cause():
+    port = free_port()   # free a moment ago: nothing listens there, the connection is refused
+    url = f"mongodb://127.0.0.1:{port}/x?serverSelectionTimeoutMS=300"
+    out = cli("query", "loginhour", "--store", url, env={"ANALYTICS_DEBUG": ""})
+    err = out.stderr.decode()
+    assert out.returncode == 3 and err.count("\n") == 1, err
+    line = err.strip()
+    assert len(line) < 240 and f"127.0.0.1:{port}" in line and "Connection refused" in line, line
+    assert "Topology Description" not in line and "Traceback" not in line
+    debug = cli("query", "loginhour", "--store", url, env={"ANALYTICS_DEBUG": "1"})
+    assert debug.returncode != 0 and "Topology Description" in debug.stderr.decode()
+
+
 def test_read_stdin_gamelog_feeds_a_running_topology_and_fails_clearly_without_one(tmp_path):
     rx, tx = free_port(), free_port()
     cfg = tmp_path / "a.toml"

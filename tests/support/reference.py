@@ -383,7 +383,7 @@ def expected(*, gamelogs: Mapping[str, list[Path]], payments: list[Path], syncus
     for key, days in per_user.items():
         out["userpay"][key] = {"ts": min(days), "last_pay_day": max(days),
                                "times": sum(t for t, _ in days.values()),
-                               "amount": _money(x for _, x in days.values())}
+                               "amount": _money(x for _, x in days.values()), "rest_yuanbao": 0}
 
     # ---- syncuser + level changes: newest wins (ties broken by content) ----
     profiles: dict[tuple, tuple] = {}
@@ -403,7 +403,10 @@ def expected(*, gamelogs: Mapping[str, list[Path]], payments: list[Path], syncus
         if k in profiles:
             (ts, _), prof = profiles[k]
             doc.update(prof, ts=ts)
-            out["userpay"].setdefault(k, {})["rest_yuanbao"] = prof["rest_yuanbao"]
+            out["userpay"].setdefault(k, {"ts": 0, "last_pay_day": 0, "times": 0, "amount": 0})["rest_yuanbao"] = \
+                prof["rest_yuanbao"]
+        else:  # known from level changes only: no profile yet
+            doc.update({f: "" if f in ("name", "acctid") else 0 for f in fields}, ts=0)
         if k in grades:
             doc["grade_ts"], doc["grade"] = grades[k]
         out["usercenter"][k] = doc
@@ -412,15 +415,16 @@ def expected(*, gamelogs: Mapping[str, list[Path]], payments: list[Path], syncus
         levels[(g, a, p, grade)] += 1
     out["userlevel"] = {k: {"count": n} for k, n in levels.items()}
 
-    # ---- server: the day bolts' final figures ----
+    # ---- server: the day bolts' final figures, 0 where a day has none ----
+    zero = {"active": 0, "reg": 0, "create_role": 0, "pay_user": 0, "pay_count": 0, "pay_amount": 0}
     for (g, a, p, day), doc in list(out["loginday"].items()):
-        out["server"].setdefault((g, a, p, day), {})["active"] = doc["count"]
+        out["server"].setdefault((g, a, p, day), dict(zero))["active"] = doc["count"]
     for (g, a, p, day), doc in list(out["signupday"].items()):
-        out["server"].setdefault((g, a, p, day), {})["reg"] = doc["count"]
+        out["server"].setdefault((g, a, p, day), dict(zero))["reg"] = doc["count"]
     for (g, a, p, day), doc in list(out["createroleday"].items()):
-        out["server"].setdefault((g, a, p, day), {})["create_role"] = doc["count"]
+        out["server"].setdefault((g, a, p, day), dict(zero))["create_role"] = doc["count"]
     for key, doc in out["payorderuser"].items():
-        out["server"].setdefault(key, {}).update(pay_user=doc["count"], pay_count=doc["pay_count"],
+        out["server"].setdefault(key, dict(zero)).update(pay_user=doc["count"], pay_count=doc["pay_count"],
                                                   pay_amount=doc["pay_amount"])
 
     # ---- timers ----
@@ -457,7 +461,7 @@ def expected(*, gamelogs: Mapping[str, list[Path]], payments: list[Path], syncus
             kept = len(cohort & login_days.get((g, a, p), {}).get(plus_days(day, k, tz), set()))
             doc[f"d{k}"], doc[f"d{k}_rate"] = kept, _rate(kept, len(cohort))
         out["loginretention"][(g, a, p, day)] = doc
-    first_pay = {k: v["ts"] for k, v in out["userpay"].items() if "ts" in v}
+    first_pay = {k: v["ts"] for k, v in out["userpay"].items() if v["ts"]}
     for (g, a, p, day), users in per_day.items():
         tz = tz_of(g)
         payers = set(users)

@@ -89,7 +89,7 @@ def test_bolt_writes_details_payers_sums_and_user_totals(tmp_path):
     assert days == {DAY8: (4, 9, 143.0), DAY9: (1, 1, 6.0)}
     up = store.find("userpay", {"uid": "1525032152"})
     assert up == [{"game": "dl", "area": AREA, "plat": "2001", "uid": "1525032152", "amount": 136.0, "times": 7,
-                   "ts": DAY8, "last_pay_day": DAY9}]
+                   "ts": DAY8, "last_pay_day": DAY9, "rest_yuanbao": 0}]
     assert store.find("payorderdetail", {"uid": "1525032152", "ts": DAY8})[0]["amount"] == 130.0
     assert len(store.find("userpay")) == 4
 

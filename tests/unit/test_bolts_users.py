@@ -84,3 +84,18 @@ def test_bolts_keep_newest_user_data_and_level_counts(tmp_path):
     assert {d["uid"]: d["rest_yuanbao"] for d in store.find("userpay")} == {"u1": 50, "u2": 0}
     # replaying everything changes nothing and emits nothing
     assert step([Tuple("syncuser", "4", 150, user("u1", ts=150, grade=4, rest=50))]) == []
+
+
+def test_every_document_has_every_field_whichever_source_came_first(tmp_path):
+    """A user seen only in a level change, and a userpay document of a user who never paid."""
+    store = open_test_store(tmp_path)
+    center = make_bolt(UserCenterBolt, tmp_path, store)
+    run(center, [gamelog("level_logchange", "u1", 200, game="wsdx", plat="1059", grade=5, old_grade=4)])
+    key = {"game": "wsdx", "area": AREA, "plat": "1059", "uid": "u1"}
+    assert store.find("usercenter") == [{**key, "grade": 5, "grade_ts": 200, "name": "", "rest_yuanbao": 0,
+                                         "birthday": 0, "acctid": "", "score": 0, "login_time": 0, "ts": 0}]
+    run(center, [Tuple("syncuser", "1", 100, user("u1", ts=100, grade=3))])   # older grade, first profile
+    u1 = store.find("usercenter")[0]
+    assert (u1["ts"], u1["name"], u1["rest_yuanbao"], u1["grade"], u1["grade_ts"]) == (100, "superman", 200, 5, 200)
+    assert store.find("userpay") == [{**key, "rest_yuanbao": 200, "amount": 0, "times": 0, "ts": 0,
+                                      "last_pay_day": 0}]

@@ -191,3 +191,31 @@ def test_a_component_that_dies_fails_the_run_at_once(settings, tmp_path):
         runner.stop(timeout=5)
     assert time.monotonic() - started < 20
     real.close()
+
+
+def test_a_replay_of_some_sources_keeps_every_bolt_one_of_them_feeds():
+    """Bolts fed by several sources run on the part present (they read the rest from the store)."""
+    from analytics.topology import default_topology
+    full = default_topology(load_settings(env={}))
+
+    def bolts_fed_by(*sources):
+        return set(full.with_spouts([ComponentSpec(f"replay_{s}", full.specs[s].cls) for s in sources]).bolts)
+    gamelog, payment, syncuser = bolts_fed_by("gamelog"), bolts_fed_by("payment"), bolts_fed_by("syncuser")
+    assert {"server", "usercenter", "userlevel", "loginretention", "activeday"} <= gamelog
+    assert "payorderuser" not in gamelog and "paytraceday" not in gamelog
+    assert payment == {"payorderuser", "server", "paytraceday"}
+    assert syncuser == {"usercenter", "userlevel"}
+    assert bolts_fed_by("gamelog", "payment", "syncuser") == set(full.bolts)
+    # every bolt waits only for the producers this replay has
+    part = full.with_spouts([ComponentSpec("replay_payment", full.specs["payment"].cls)])
+    assert part.expected_barriers("server") == {("payorderuser", "payorderuser.day")}
+
+
+def test_a_partial_topology_needs_one_fed_topic_per_bolt():
+    topo = Topology([spec("src", "ListSpout"), spec("onlya", "OnlyABolt")], partial=True)
+    assert topo.bolts == ["onlya"]
+    with pytest.raises(TopologyError, match="none of its topics"):
+        Topology([spec("src", "ListSpout"), spec("derived2", "DerivedBolt")], partial=True)
+    from analytics.topology import default_topology
+    only = default_topology(load_settings(env={}), ["gamelog", "loginhour", "loginday", "server"])
+    assert only.expected_barriers("server") == {("loginday", "login.day")}
