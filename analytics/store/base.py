@@ -247,6 +247,22 @@ class Store(ABC):
             out.update(names.values())
         return out
 
+    def build_spans(self) -> int:
+        """Fill the span sets of first-day sets that have none (a store written by a version with
+        bitmaps but before span sets); returns the day sets read. Idempotent; run by setup()."""
+        done = 0
+        for day_set in sorted(_FIRST_DAY_SETS):
+            if self.member_keys(span_set(day_set), ts_to=2 ** 62) or not self.member_keys(day_set):
+                continue
+            keys = [k for k in self.member_keys(day_set) if k.sub == ""]
+            for i in range(0, len(keys), 50):
+                b = Batch()
+                for k in keys[i:i + 50]:
+                    b.add_members(k, self.members(k))     # the day sets change nothing; their spans fill
+                self.apply(b)
+            done += len(keys)
+        return done
+
     def before(self, day_set: str, game: str, area: str, plat: str, ts: int) -> BitMap:
         """Everyone in a first-day set (FIRST_DAYS) on a day that starts before `ts`: the spans
         wholly before ts's span, then the days of its span before ts."""

@@ -206,6 +206,7 @@ class MongoStore(Store):
                 self.db.command("collMod", "seen", index={"keyPattern": {"seen_at": 1},
                                                           "expireAfterSeconds": self.seen_ttl_seconds})
         self.migrate()
+        self.build_spans()
 
     def migrate(self, chunk: int = MIGRATE_CHUNK) -> int:
         """Move the member documents of a database written before bitmaps into bitmaps; returns how many.

@@ -234,6 +234,7 @@ class SQLiteStore(Store):
                 if stmt.strip():
                     db.execute(stmt)
         self.migrate()
+        self.build_spans()
 
     def migrate(self, chunk: int = MIGRATE_CHUNK) -> int:
         """Move the member rows of a file written before bitmaps into bitmaps; returns the rows moved.

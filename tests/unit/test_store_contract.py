@@ -413,6 +413,25 @@ def test_first_days_are_derived_from_the_day_sets_whatever_the_order(store: Stor
     assert len(store.before("login_day", "dl", "1", "7", t + 45 * DAY)) == 2
 
 
+def test_span_sets_missing_from_an_earlier_bitmap_store_are_built_on_open(store: Store,
+                                                                          reopen: Callable[[], Store]) -> None:
+    t = K["ts"]
+    for day, users in ((0, ["a"]), (40, ["a", "b"])):
+        b = Batch()
+        b.add_members(MemberKey("login_day", "dl", "1", "7", t + day * DAY), users)
+        store.apply(b)
+    if isinstance(store, SQLiteStore):       # as a store written before span sets existed
+        with store._transaction() as db:
+            db.execute("DELETE FROM bitmaps WHERE \"set\" = 'login_day_span'")
+    else:
+        store.db.bitmaps.delete_many({"set": "login_day_span"})
+    assert store.member_keys("login_day_span") == []
+    again = reopen()
+    assert len(again.member_keys("login_day_span")) == 2
+    assert {d["uid"] for d in again.find("userfirst", ts_from=t + 40 * DAY)} == {"b"}
+    assert again.build_spans() == 0
+
+
 # -- dedupe --------------------------------------------------------------------
 
 def test_unseen_across_flushes_and_reopen(store: Store, reopen: Callable[[], Store]) -> None:
