@@ -178,7 +178,8 @@ def rss_child(records: int, path: str) -> None:
             b.add_members(mk, uids)
         store.apply(b)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(f"{peak / 1024:.0f} {base / 1024:.0f} {store.cache.bytes / 2**20:.1f} {store.op_counts['writes']}")
+    now = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    print(f"{peak / 1024:.0f} {base / 1024:.0f} {now:.0f} {store.cache.bytes / 2**20:.1f} {store.op_counts['writes']}")
     store.close()
 
 
@@ -187,8 +188,8 @@ def rss(tmp: Path, sizes: list[int]) -> None:
     for n in sizes:
         out = subprocess.run([sys.executable, __file__, "--rss-child", str(n), str(tmp / f"rss_{n}.db")],
                              capture_output=True, text=True, check=True).stdout.split()
-        peak, base, cache, writes = out
-        print(f"  {n:>9,} records: peak RSS {peak} MiB (after open {base} MiB), cache {cache} MiB, "
+        peak, base, now, cache, writes = out
+        print(f"  {n:>9,} records: peak RSS {peak} MiB (after open {base} MiB, at the end {now} MiB), cache {cache} MiB, "
               f"{int(writes) * 1000 / n:.1f} rows written per 1,000 records")
 
 
@@ -199,6 +200,7 @@ def main() -> None:
     ap.add_argument("--size-rows", type=int, default=1_000_000)
     ap.add_argument("--rss-sizes", default="400000,1600000,4000000")
     ap.add_argument("--no-mongo", action="store_true")
+    ap.add_argument("--only-rss", action="store_true", help="only the store memory curve")
     ap.add_argument("--rss-child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.rss_child:
@@ -207,6 +209,9 @@ def main() -> None:
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (timings scale with it)")
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
+        if args.only_rss:
+            rss(tmp, [int(x) for x in args.rss_sizes.split(",")])
+            return
         bench("sqlite (file, WAL, synchronous=NORMAL)", lambda: SQLiteStore(tmp / "bench.db"), args.flushes, 10)
         print("SQLite database size:")
         sqlite_size(tmp, args.size_rows)

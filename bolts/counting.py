@@ -14,9 +14,11 @@ Flow for kind 'login' (the others are the same with their own names):
   shape {game, area, plat, ts: hour start, userlist: [...]} on ``login.hour``
   (one tuple per server-hour and up to `userlist_chunk` users, not one per user).
 * ``loginday`` subscribes ``login.hour``; per (game, area, plat, day) it adds the users
-  to ``login_day`` (size into ``loginday.count``), keeps each user's first day in
-  ``userfirst.ts`` ($min), and after each flush emits one ``login.day`` tuple per
-  touched day with the count read back from the store.
+  to ``login_day`` (size into ``loginday.count``), and after each flush emits one
+  ``login.day`` tuple per touched day with the count read back from the store.
+  Each user's first day (``userfirst``) is not written per user: the store derives
+  it from the ``login_day`` sets (store.base.FIRST_DAYS), exact whatever the order
+  of arrival, at one blob per touched period instead of one document per new user.
 
 Exactness: membership rows have a unique key, so replays and duplicates change
 nothing; no record-id dedupe is needed (dedupe = False). The in-memory "seen"
@@ -45,7 +47,8 @@ class CountingKind:
     """The names of one distinct-user count ('login', 'signup', 'createrole')."""
     #: The stat documents' `type` field, and the stem of every other name.
     type: str
-    #: Collection keyed {game, area, plat, uid} whose `ts` is the user's first day ($min), or None.
+    #: Collection keyed {game, area, plat, uid} whose `ts` is the user's first day, derived by the
+    #: store from the day set (store.base.FIRST_DAYS), or None.
     first_collection: str | None = None
 
     @property
@@ -144,8 +147,9 @@ def counting_collections(kind: CountingKind, hour_writer: str, day_writer: str) 
     if kind.first_collection:
         out.append(Collection(kind.first_collection, ("game", "area", "plat", "uid"), {
             "uid": "user id (gamelog data.acct)",
-            "ts": f"start of the user's first {kind.type} day in the game's zone ($min)",
-        }, doc=f"one user's first {kind.type} day on one server", writer=day_writer))
+            "ts": f"start of the user's first {kind.type} day in the game's zone",
+        }, doc=f"one user's first {kind.type} day on one server: derived by the store from the "
+               f"'{kind.day_set}' sets (no document per user; docs/collections.md)", writer=day_writer))
     return out
 
 
@@ -192,15 +196,11 @@ class DayCountBolt(Bolt):
     kind: ClassVar[CountingKind]
     #: How many day starts the "already written" memory keeps (two zones: two starts a day).
     keep_periods: ClassVar[int] = 8
-    #: Most users whose stored first day is remembered (saves re-sending a $min that cannot lower it).
-    keep_first: ClassVar[int] = 500_000
 
     def __init__(self, ctx: Context, name: str | None = None, **options: Any) -> None:
         super().__init__(ctx, name, **options)
         self.periods = DistinctPeriods("day", int(self.option("keep_periods", self.keep_periods)))
         self.touched: set[PeriodKey] = set()
-        self.keep_first = int(self.option("keep_first", type(self).keep_first))
-        self.first_sent: dict[tuple[str, str, str, str], int] = {}
 
     def process(self, tup: Tuple) -> None:
         body = tup.body
@@ -219,18 +219,6 @@ class DayCountBolt(Bolt):
             doc_key = key.doc_key()
             batch.upsert(k.day_collection, doc_key, set={"type": k.type})
             batch.add_members(MemberKey(k.day_set, *key), uids, count_into=(k.day_collection, doc_key, "count"))
-        if k.first_collection:
-            sent = self.first_sent
-            if len(sent) > self.keep_first:
-                sent.clear()  # a bound, not a cache policy: forgetting only re-sends an idempotent $min
-            for user, day in first_periods(pending).items():
-                known = sent.get(user)
-                if known is not None and known <= day:
-                    continue  # the stored first day is already this early
-                sent[user] = day
-                game, area, plat, uid = user
-                batch.upsert(k.first_collection, {"game": game, "area": area, "plat": plat, "uid": uid},
-                             min={"ts": day})
         self.touched.update(pending)
 
     def after_flush(self) -> None:

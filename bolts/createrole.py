@@ -2,7 +2,7 @@
 
 All logic is generic and lives in bolts/counting.py; this file only names it.
 createrolehour: gamelog.createrole_logcount -> set createrole_hour, docs createrolehour -> topic createrole.hour.
-createroleday: createrole.hour -> set createrole_day, docs createroleday, rolefirst -> topic createrole.day.
+createroleday: createrole.hour -> set createrole_day (rolefirst derived from it), docs createroleday -> topic createrole.day.
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 All logic is generic and lives in bolts/counting.py; this file only names it.
 loginhour: gamelog.login_logcount -> set login_hour, docs loginhour -> topic login.hour.
-loginday: login.hour -> set login_day, docs loginday, userfirst -> topic login.day.
+loginday: login.hour -> set login_day (userfirst derived from it), docs loginday -> topic login.day.
 """
 from __future__ import annotations
 

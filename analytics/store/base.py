@@ -39,6 +39,20 @@ __all__ = ["Batch", "Upsert", "MemberAdd", "MemberKey", "Store", "StoreError",
 #: The fields every stat document is keyed and queried by.
 KEY_FIELDS = ("game", "area", "plat", "ts")
 
+#: Per-user first-day collections that the store derives from membership sets instead of
+#: storing one document per user (docs/collections.md): collection -> its day set.
+#: `find` of one returns {game, area, plat, uid, ts = the first day of `uid` in the set},
+#: merged (earliest ts wins) with any documents stored under that name (older versions).
+FIRST_DAYS = {"userfirst": "login_day", "rolefirst": "createrole_day"}
+#: Every first-day set also feeds a "span" set per SPAN_SECONDS of day starts (union of its
+#: days), so "everyone seen before day D" is a few span blobs plus < 25 day blobs, not a
+#: read of the whole history. 2**21 s is about 24 days; spans are zone-free on purpose.
+SPAN_SECONDS = 2 ** 21
+
+
+def span_set(day_set: str) -> str:
+    return f"{day_set}_span"
+
 
 @dataclass(frozen=True, slots=True)
 class MemberKey:
@@ -133,13 +147,29 @@ def group_members(batch: Batch) -> dict[Head, tuple[BitMap, list[str]]]:
     for add in batch.members:
         direct, names = split_ids(map(str, add.members))
         head = (add.key.set, add.key.game, add.key.area, add.key.plat, add.key.ts, add.key.sub)
-        got = out.get(head)
-        if got is None:
-            out[head] = (direct, names)
-        else:
-            got[0].update(direct)
-            got[1].extend(names)
-    return out
+        _add_group(out, head, direct, names)
+    return with_spans(out)
+
+
+def _add_group(out: dict[Head, tuple[BitMap, list[str]]], head: Head, direct: BitMap, names: list[str]) -> None:
+    got = out.get(head)
+    if got is None:
+        out[head] = (direct, list(names))
+    else:
+        got[0].update(direct)
+        got[1].extend(names)
+
+
+def with_spans(sets: dict[Head, tuple[BitMap, list[str]]]) -> dict[Head, tuple[BitMap, list[str]]]:
+    """`sets` plus, for each first-day set (FIRST_DAYS), the same members into its span set."""
+    for head in [h for h in sets if h[0] in _FIRST_DAY_SETS and h[5] == ""]:
+        direct, names = sets[head]
+        span = (span_set(head[0]), head[1], head[2], head[3], head[4] - head[4] % SPAN_SECONDS, "")
+        _add_group(sets, span, direct.copy(), names)
+    return sets
+
+
+_FIRST_DAY_SETS = frozenset(FIRST_DAYS.values())
 
 
 class Store(ABC):
@@ -162,15 +192,10 @@ class Store(ABC):
         """The subset of `ids` that `scope` has not marked seen yet."""
 
     @abstractmethod
-    def find(self, collection: str, where: Mapping[str, Any] | None = None, *,
-             ts_from: int | None = None, ts_to: int | None = None,
-             sort: Sequence[str] = ("ts",), limit: int | None = None) -> list[dict[str, Any]]:
-        """Documents of `collection` matching plain equality `where` and ts_from <= ts < ts_to.
-
-        `where` keys are field names, values are str/int/float/bool; a key or value
-        that is an operator (starts with '$') or a dict raises QueryError. Documents
-        come back without the store's internal id, with the fields the bolt wrote.
-        """
+    def _find(self, collection: str, where: Mapping[str, Any] | None = None, *,
+              ts_from: int | None = None, ts_to: int | None = None,
+              sort: Sequence[str] = ("ts",), limit: int | None = None) -> list[dict[str, Any]]:
+        """`find` of the documents stored under `collection` (the backend's part)."""
 
     @abstractmethod
     def bitmap(self, key: MemberKey) -> BitMap:
@@ -221,6 +246,102 @@ class Store(ABC):
                                  f"{next(n for n in mapped if n not in names)}): the dictionary is damaged")
             out.update(names.values())
         return out
+
+    def build_spans(self) -> int:
+        """Fill the span sets of first-day sets that have none (a store written by a version with
+        bitmaps but before span sets); returns the day sets read. Idempotent; run by setup()."""
+        done = 0
+        for day_set in sorted(_FIRST_DAY_SETS):
+            if self.member_keys(span_set(day_set), ts_to=2 ** 62) or not self.member_keys(day_set):
+                continue
+            keys = [k for k in self.member_keys(day_set) if k.sub == ""]
+            for i in range(0, len(keys), 50):
+                b = Batch()
+                for k in keys[i:i + 50]:
+                    b.add_members(k, self.members(k))     # the day sets change nothing; their spans fill
+                self.apply(b)
+            done += len(keys)
+        return done
+
+    def before(self, day_set: str, game: str, area: str, plat: str, ts: int) -> BitMap:
+        """Everyone in a first-day set (FIRST_DAYS) on a day that starts before `ts`: the spans
+        wholly before ts's span, then the days of its span before ts."""
+        cut = ts - ts % SPAN_SECONDS
+        out = self.bitmap_between(span_set(day_set), game, area, plat, -2 ** 62, cut, sub="")
+        out |= self.bitmap_between(day_set, game, area, plat, cut, ts, sub="")
+        return out
+
+    def first_day_docs(self, collection: str, where: Mapping[str, Any] | None, ts_from: int | None,
+                       ts_to: int | None) -> list[dict[str, Any]]:
+        """The documents of a derived first-day collection (FIRST_DAYS), unsorted.
+
+        Per server: the users of the day sets in [ts_from, ts_to) who are not in
+        `before(ts_from)`, each with the first day that has them; merged with the
+        documents stored under `collection` (earliest ts wins), then filtered by `where`.
+        """
+        day_set = FIRST_DAYS[collection]
+        where = check_where(where)
+        lo = -2 ** 62 if ts_from is None else ts_from
+        hi = 2 ** 62 if ts_to is None else ts_to
+        server_filter = {f: where[f] for f in ("game", "area", "plat") if isinstance(where.get(f), str)}
+        stored: dict[tuple, dict[str, Any]] = {}
+        for d in self._find(collection, server_filter or None, ts_from=None, ts_to=ts_to, sort=(), limit=None):
+            if "uid" in d and isinstance(d.get("ts"), int):
+                stored[(d.get("game"), d.get("area"), d.get("plat"), str(d["uid"]))] = d
+        by_server: dict[tuple[str, str, str], list[MemberKey]] = {}
+        for k in self.member_keys(day_set, ts_from=ts_from, ts_to=ts_to, **server_filter):
+            if k.sub == "":
+                by_server.setdefault((k.game, k.area, k.plat), []).append(k)
+        for game, area, plat, _ in stored:
+            by_server.setdefault((game, area, plat), [])
+        out: list[dict[str, Any]] = []
+        for (game, area, plat), keys in sorted(by_server.items()):
+            seen = self.before(day_set, game, area, plat, lo) if ts_from is not None else BitMap()
+            derived: dict[str, int] = {}
+            for k in sorted(keys, key=lambda k: k.ts):
+                bm = self.bitmap(k)
+                new = bm - seen
+                if new:
+                    derived.update((u, k.ts) for u in self.decode(game, new))
+                    seen |= new
+            firsts = dict(derived)
+            for (g, a, p, uid), d in stored.items():
+                if (g, a, p) != (game, area, plat):
+                    continue
+                known = derived.get(uid)
+                if known is None and ts_from is not None and self.uid_bitmap(game, [uid]).intersection_cardinality(seen):
+                    continue            # in a set before ts_from: its first day is earlier
+                first = d["ts"] if known is None else min(d["ts"], known)
+                if lo <= first < hi:
+                    firsts[uid] = first
+                else:
+                    firsts.pop(uid, None)
+            for uid, ts in firsts.items():
+                doc = {**stored.get((game, area, plat, uid), {}), "game": game, "area": area, "plat": plat,
+                       "uid": uid, "ts": ts}
+                if all(f in doc and _equal(doc[f], v) for f, v in where.items()):
+                    out.append(doc)
+        return out
+
+    def find(self, collection: str, where: Mapping[str, Any] | None = None, *,
+             ts_from: int | None = None, ts_to: int | None = None,
+             sort: Sequence[str] = ("ts",), limit: int | None = None) -> list[dict[str, Any]]:
+        """Documents of `collection` matching plain equality `where` and ts_from <= ts < ts_to.
+
+        `where` keys are field names, values are str/int/float/bool; a key or value
+        that is an operator (starts with '$') or a dict raises QueryError. Documents
+        come back without the store's internal id, with the fields the bolt wrote.
+        A first-day collection (FIRST_DAYS) is derived from its membership sets.
+        """
+        if collection not in FIRST_DAYS:
+            return self._find(collection, where, ts_from=ts_from, ts_to=ts_to, sort=sort, limit=limit)
+        order = check_sort(sort)
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
+            raise QueryError(f"bad limit {limit!r}")
+        docs = self.first_day_docs(collection, where, ts_from, ts_to)
+        for f, direction in reversed(order):
+            docs.sort(key=lambda d: _sort_rank(d.get(f)), reverse=direction < 0)
+        return docs[:limit] if limit is not None else docs
 
     def members(self, key: MemberKey) -> set[str]:
         """The members of one period set, decoded to uids."""
@@ -352,3 +473,23 @@ def check_sort(sort: Sequence[str]) -> list[tuple[str, int]]:
             raise QueryError(f"bad sort field {s!r}")
         out.append((name, direction))
     return out
+
+
+def _sort_rank(v: Any) -> tuple[int, Any]:
+    """Order values of mixed types roughly as MongoDB does: missing/null < numbers < strings < bools."""
+    if v is None:
+        return (0, 0)
+    if isinstance(v, bool):
+        return (4, v)
+    if isinstance(v, (int, float)):
+        return (1, v)
+    if isinstance(v, str):
+        return (2, v)
+    return (3, orjson.dumps(v))
+
+
+def _equal(a: Any, b: Any) -> bool:
+    """Equality as MongoDB sees it: 1 == 1.0, but True != 1."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    return a == b

@@ -206,6 +206,7 @@ class MongoStore(Store):
                 self.db.command("collMod", "seen", index={"keyPattern": {"seen_at": 1},
                                                           "expireAfterSeconds": self.seen_ttl_seconds})
         self.migrate()
+        self.build_spans()
 
     def migrate(self, chunk: int = MIGRATE_CHUNK) -> int:
         """Move the member documents of a database written before bitmaps into bitmaps; returns how many.
@@ -381,9 +382,9 @@ class MongoStore(Store):
                 want.difference_update(found)
         return want
 
-    def find(self, collection: str, where: Mapping[str, Any] | None = None, *,
-             ts_from: int | None = None, ts_to: int | None = None,
-             sort: Sequence[str] = ("ts",), limit: int | None = None) -> list[dict[str, Any]]:
+    def _find(self, collection: str, where: Mapping[str, Any] | None = None, *,
+              ts_from: int | None = None, ts_to: int | None = None,
+              sort: Sequence[str] = ("ts",), limit: int | None = None) -> list[dict[str, Any]]:
         """Plain equality on checked fields, ts range, sort, limit; documents without _id."""
         flt: dict[str, Any] = check_where(where)
         order = check_sort(sort)

@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import orjson
 
 from analytics.store.base import (Batch, MemberKey, QueryError, Store, StoreError, StoreUnavailable,
-                                  Upsert, check_sort, check_upsert, check_where, group_members)
+                                  Upsert, _equal, _sort_rank, check_sort, check_upsert, check_where, group_members, with_spans)
 from analytics.store.bitmaps import (DEFAULT_CACHE_BYTES, DEFAULT_PART_BITS, DICT_BASE, ID_LIMIT, MIGRATE_CHUNK, BitMap,
                                      BitmapCache, CachedPart, Head, UidCache, apply_after, deserialize,
                                      merge_into, split_ids, split_parts)
@@ -103,26 +103,6 @@ def _ts_range(sql: list[str], params: list[Any], ts_from: int | None, ts_to: int
     if ts_to is not None:
         sql.append("ts<?")
         params.append(ts_to)
-
-
-def _sort_rank(v: Any) -> tuple[int, Any]:
-    """Order values of mixed types roughly as MongoDB does: missing/null < numbers < strings < bools."""
-    if v is None:
-        return (0, 0)
-    if isinstance(v, bool):
-        return (4, v)
-    if isinstance(v, (int, float)):
-        return (1, v)
-    if isinstance(v, str):
-        return (2, v)
-    return (3, orjson.dumps(v))
-
-
-def _equal(a: Any, b: Any) -> bool:
-    """Equality as MongoDB sees it: 1 == 1.0, but True != 1."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    return a == b
 
 
 def _apply_ops(doc: dict[str, Any] | None, up: Upsert) -> dict[str, Any]:
@@ -254,6 +234,7 @@ class SQLiteStore(Store):
                 if stmt.strip():
                     db.execute(stmt)
         self.migrate()
+        self.build_spans()
 
     def migrate(self, chunk: int = MIGRATE_CHUNK) -> int:
         """Move the member rows of a file written before bitmaps into bitmaps; returns the rows moved.
@@ -283,7 +264,7 @@ class SQLiteStore(Store):
                 by_head: dict[Head, list[str]] = {}
                 for *head, _, member in rows:
                     by_head.setdefault(tuple(head), []).append(str(member))
-                self._write_sets(db, {h: split_ids(m) for h, m in by_head.items()})
+                self._write_sets(db, with_spans({h: split_ids(m) for h, m in by_head.items()}))
                 last_id, last_member = rows[-1][6], rows[-1][7]
                 db.execute("DELETE FROM members WHERE set_id < ? OR (set_id = ? AND member <= ?)",
                            (last_id, last_id, last_member))
@@ -417,9 +398,9 @@ class SQLiteStore(Store):
             want.difference_update(r[0] for r in rows)
         return want
 
-    def find(self, collection: str, where: Mapping[str, Any] | None = None, *,
-             ts_from: int | None = None, ts_to: int | None = None,
-             sort: Sequence[str] = ("ts",), limit: int | None = None) -> list[dict[str, Any]]:
+    def _find(self, collection: str, where: Mapping[str, Any] | None = None, *,
+              ts_from: int | None = None, ts_to: int | None = None,
+              sort: Sequence[str] = ("ts",), limit: int | None = None) -> list[dict[str, Any]]:
         """Key columns are filtered in SQL (indexed); other fields, sort and limit in Python."""
         where = check_where(where)
         order = check_sort(sort)

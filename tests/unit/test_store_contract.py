@@ -288,8 +288,9 @@ def _replayable(n: int) -> Batch:
 def test_a_replay_of_stored_members_writes_nothing(store: Store, reopen: Callable[[], Store]) -> None:
     store.apply(_replayable(500))
     writes = store.op_counts["writes"]
-    # 3 sets of 2 parts each (small decimals, dictionary ids), 3 documents, 2 uid_map rows (+ a sequence document)
-    assert 0 < writes <= 3 * 2 + 3 + 2 + 1
+    # 3 sets of 2 parts each (small decimals, dictionary ids) and their span set (2 parts),
+    # 3 documents, 2 uid_map rows (+ a sequence document)
+    assert 0 < writes <= 3 * 2 + 2 + 3 + 2 + 1
     store.apply(_replayable(500))                      # the same again, hot cache: nothing to write
     assert store.op_counts["writes"] == writes
     cold = reopen()                                    # a new process (cold cache): reads, and still no write
@@ -386,6 +387,49 @@ def test_sqlite_file_of_the_previous_version_opens_with_its_members(tmp_path) ->
         b.add_members(MemberKey("login_day", "dl", "1", "7", K["ts"]), ["u1", "u9"])
         s.apply(b)
         assert s.count_members(MemberKey("login_day", "dl", "1", "7", K["ts"])) == 6
+
+
+def test_first_days_are_derived_from_the_day_sets_whatever_the_order(store: Store) -> None:
+    """userfirst is the first login_day set that has the user: a late record moves it earlier; across
+    spans (40 days > 2**21 s); merged with documents an older version stored (earliest wins)."""
+    t = K["ts"]
+    for day, users in ((3, ["a", "b"]), (1, ["b"]), (45, ["a", "c", "7"]), (50, ["d"])):   # day 1 arrives late
+        b = Batch()
+        b.add_members(MemberKey("login_day", "dl", "1", "7", t + day * DAY), users)
+        store.apply(b)
+    first = {d["uid"]: (d["ts"] - t) // DAY for d in store.find("userfirst", {"game": "dl"})}
+    assert first == {"a": 3, "b": 1, "c": 45, "7": 45, "d": 50}
+    assert {d["uid"] for d in store.find("userfirst", ts_from=t + 3 * DAY, ts_to=t + 50 * DAY)} == {"a", "c", "7"}
+    assert store.find("userfirst", {"uid": "c"}) == [{"game": "dl", "area": "1", "plat": "7", "uid": "c",
+                                                      "ts": t + 45 * DAY}]
+    b = Batch()       # what an older version stored: one document per user
+    b.upsert("userfirst", {"game": "dl", "area": "1", "plat": "7", "uid": "c"}, min={"ts": t + 2 * DAY})
+    b.upsert("userfirst", {"game": "dl", "area": "1", "plat": "7", "uid": "old"}, min={"ts": t})
+    store.apply(b)
+    assert {d["uid"] for d in store.find("userfirst", ts_from=t + 3 * DAY, ts_to=t + 50 * DAY)} == {"a", "7"}
+    assert {d["uid"]: (d["ts"] - t) // DAY for d in store.find("userfirst", ts_to=t + 3 * DAY)} == {
+        "b": 1, "c": 2, "old": 0}
+    assert store.find("rolefirst") == [] and store.find("userfirst", {"game": "xx"}) == []
+    assert len(store.before("login_day", "dl", "1", "7", t + 45 * DAY)) == 2
+
+
+def test_span_sets_missing_from_an_earlier_bitmap_store_are_built_on_open(store: Store,
+                                                                          reopen: Callable[[], Store]) -> None:
+    t = K["ts"]
+    for day, users in ((0, ["a"]), (40, ["a", "b"])):
+        b = Batch()
+        b.add_members(MemberKey("login_day", "dl", "1", "7", t + day * DAY), users)
+        store.apply(b)
+    if isinstance(store, SQLiteStore):       # as a store written before span sets existed
+        with store._transaction() as db:
+            db.execute("DELETE FROM bitmaps WHERE \"set\" = 'login_day_span'")
+    else:
+        store.db.bitmaps.delete_many({"set": "login_day_span"})
+    assert store.member_keys("login_day_span") == []
+    again = reopen()
+    assert len(again.member_keys("login_day_span")) == 2
+    assert {d["uid"] for d in again.find("userfirst", ts_from=t + 40 * DAY)} == {"b"}
+    assert again.build_spans() == 0
 
 
 # -- dedupe --------------------------------------------------------------------
