@@ -338,3 +338,24 @@ def test_a_partial_topology_needs_one_fed_topic_per_bolt():
     from analytics.topology import default_topology
     only = default_topology(load_settings(env={}), ["gamelog", "loginhour", "loginday", "server"])
     assert only.expected_barriers("server") == {("loginday", "login.day")}
+
+
+def test_a_replay_flushes_its_bolts_less_often_unless_configured():
+    """A replay is a backfill: its bolts take REPLAY_FLUSH, a [components.X] setting still wins,
+    and the bolt reads it as its own option (the live topology keeps the classes' defaults)."""
+    from analytics.app import REPLAY_FLUSH, replay_settings
+    from analytics.component import Context
+    from analytics.topology import default_topology
+    from bolts.login import LoginHourBolt
+    settings = load_settings(env={})
+    settings.components["loginday"] = {"flush_every": 7}
+    topo = default_topology(settings)
+    replayed = replay_settings(settings, topo)
+    assert replayed.component("loginhour") == REPLAY_FLUSH
+    assert replayed.component("loginday") == {**REPLAY_FLUSH, "flush_every": 7}
+    assert "gamelog" not in replayed.components          # spouts keep theirs
+    assert settings.component("loginhour") == {}         # the caller's settings are not changed
+    bolt = LoginHourBolt(Context(settings=replayed, zmq=None, receiver="inproc://r", sender="inproc://s"))
+    assert (bolt.flush_every, bolt.flush_seconds) == (REPLAY_FLUSH["flush_every"], REPLAY_FLUSH["flush_seconds"])
+    live = LoginHourBolt(Context(settings=settings, zmq=None, receiver="inproc://r", sender="inproc://s"))
+    assert (live.flush_every, live.flush_seconds) == (LoginHourBolt.flush_every, LoginHourBolt.flush_seconds)
