@@ -15,8 +15,8 @@ Expected figures: tests/support/reference.py, a brute-force model over the raw l
 
 Runs: the whole default topology in one process (analytics.app.replay) into a fresh
 SQLite store; the same files again into the same store; a subprocess replay killed
-with SIGKILL mid-stream, then a full replay into its store. (A run with a MongoStore
-over mongomock is written but skipped: see its reason.)
+with SIGKILL mid-stream, then a full replay into its store; and a smaller set of the same
+shape through a MongoStore over SecantusDB (MongoDB wire protocol).
 """
 from __future__ import annotations
 
@@ -34,8 +34,9 @@ import pytest
 from analytics.sample import generate
 from analytics.schema import all_collections
 from analytics.store import open_store
+from tests.mongo_server import drop_database, mongo_database_url
 from tests.support import reference
-from tests.support.replay_all import replay_all, settings_of, specs_of
+from tests.support.replay_all import replay_all
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -254,37 +255,36 @@ def test_kill_9_mid_stream_then_replay_gives_the_exact_figures(dataset, tmp_path
         _compare(_stored(store), expected)
 
 
-@pytest.mark.skip(reason="mongomock cannot carry the whole topology: its unique indexes scan the collection on "
-                         "every insert (the full set does not finish in 5 min), and with the bolts' greenlets "
-                         "sharing one client a bulk_write fails with KeyError in mongomock's store iteration "
-                         "even on a 12k-line set")
-@pytest.mark.timeout(300)
-def test_the_same_figures_with_mongomock_as_the_store(tmp_path):
-    """The same comparison with a MongoStore over mongomock (an in-memory stand-in, not MongoDB), on a
-    smaller set of the same shape (100 users a game, activity 0.1). Skipped: see the reason."""
-    pytest.importorskip("mongomock")
-    from analytics.topology import LocalRunner, default_topology
-    generate(tmp_path / "logs", **{**GEN, "users": 100, "activity": 0.1})
+@pytest.mark.timeout(120)
+def test_the_same_figures_with_secantusdb_as_the_store(tmp_path):
+    """The same comparison with a MongoStore over SecantusDB (MongoDB wire protocol; or the server of
+    $ANALYTICS_TEST_MONGO_URL) in a database of its own, on a smaller set of the same shape (100 users a
+    game, activity 0.1) plus the edge records: every figure of every collection equals the model's."""
     logs = tmp_path / "logs"
-    plan = {"zones": ZONES, "gamelogs": {g: [str(logs / f"gamelog_{g}_ref.txt")] for g in ZONES},
-            "payments": [str(logs / "payment_ref.txt")], "syncusers": [str(logs / "syncuser_ref.txt")],
-            "store": "mongomock://reference", "data_dir": str(tmp_path / "data")}
-    expected = reference.expected(gamelogs={g: [Path(p) for p in ps] for g, ps in plan["gamelogs"].items()},
+    generate(logs, **{**GEN, "users": 100, "activity": 0.1})
+    now = int(time.time())
+    for name, lines in _edge_lines(now).items():
+        (logs / name).write_text("".join(x + "\n" for x in lines), encoding="utf-8")
+    gamelogs = {g: [str(logs / f"gamelog_{g}_ref.txt")] for g in ZONES}
+    gamelogs["dl"].append(str(logs / "gamelog_dl_edge.txt"))
+    plan = {"zones": ZONES, "gamelogs": gamelogs, "timeout": 100,
+            "payments": [str(logs / "payment_ref.txt"), str(logs / "payment_edge.txt")],
+            "syncusers": [str(logs / "syncuser_ref.txt"), str(logs / "syncuser_edge.txt")],
+            "store": mongo_database_url(), "data_dir": str(tmp_path / "data")}
+    expected = reference.expected(gamelogs={g: [Path(p) for p in ps] for g, ps in gamelogs.items()},
                                   payments=[Path(p) for p in plan["payments"]],
-                                  syncusers=[Path(p) for p in plan["syncusers"]], zones=ZONES, now=time.time())
-    settings = settings_of(plan)
-    specs = specs_of(settings, plan)
-    store = open_store(settings.store)                # replay() would open (and lose) its own in-memory one
+                                  syncusers=[Path(p) for p in plan["syncusers"]], zones=ZONES, now=now)
     try:
-        runner = LocalRunner(default_topology(settings).with_spouts(specs), settings, store=store,
-                             disk_log=False).start()
-        try:
-            report = runner.wait_drained(280)
-        finally:
-            runner.stop()
-        assert report.totals()["errors"] == 0
-        assert report.totals()["rejected"] == 11
+        t0 = time.monotonic()
+        report = replay_all(plan)
+        print(f"replay over SecantusDB (MongoDB wire protocol): {time.monotonic() - t0:.1f}s")
+        t = report.totals()
+        assert t["rejected"] == 11 + 13
+        assert {n: r["errors"] for n, r in report.bolts.items() if r.get("errors")} == REFUSED
         assert len(expected["usercenter"]) > 250
-        _compare(_stored(store), expected)
+        with open_store(plan["store"]) as store:
+            assert store.atomic, "SecantusDB advertises a replica set: batches run in transactions"
+            stored = _stored(store)
+        _compare(stored, expected)
     finally:
-        store.close()
+        drop_database(plan["store"])
