@@ -28,8 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["SecantusServer", "SecantusStartError", "find_secantusd", "mongo_url", "INSTALL_HINT",
-           "EXTERNAL_URL_VAR"]
+__all__ = ["SecantusServer", "SecantusStartError", "find_secantusd", "mongo_url", "mongo_database_url",
+           "drop_database", "INSTALL_HINT", "EXTERNAL_URL_VAR"]
 
 EXTERNAL_URL_VAR = "ANALYTICS_TEST_MONGO_URL"
 INSTALL_HINT = ("SecantusDB is not installed: `pip install -e '.[test]'` installs it "
@@ -158,6 +158,27 @@ def mongo_url() -> str:
         import atexit
         atexit.register(close_session_server)
     return _session_server.url
+
+
+def mongo_database_url(base: str | None = None) -> str:
+    """A store URL (`mongodb://host:port/analytics_test_xxxx`) of a fresh database on `base` (default
+    `mongo_url()`); the caller drops it with `drop_database`."""
+    import uuid
+    from urllib.parse import urlsplit, urlunsplit
+    parts = urlsplit(base or mongo_url())
+    return urlunsplit(parts._replace(path=f"/analytics_test_{uuid.uuid4().hex[:12]}"))
+
+
+def drop_database(url: str) -> None:
+    """Drop the database a store URL names (best effort: a test's clean-up must not mask its failure)."""
+    import pymongo
+    from urllib.parse import urlsplit, urlunsplit
+    parts = urlsplit(url)
+    try:
+        with pymongo.MongoClient(urlunsplit(parts._replace(path="/")), serverSelectionTimeoutMS=3000) as c:
+            c.drop_database(parts.path.lstrip("/"))
+    except Exception:
+        pass
 
 
 def close_session_server() -> None:

@@ -40,6 +40,7 @@ import pymongo
 from bson import Binary
 from pymongo import ASCENDING, ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, OperationFailure, PyMongoError
+from pymongo.write_concern import WriteConcern
 
 from analytics.store.base import (KEY_FIELDS, Batch, MemberKey, QueryError, Store, StoreError,
                                   StoreUnavailable, Upsert, check_sort, check_upsert, check_where, group_members)
@@ -181,7 +182,11 @@ class MongoStore(Store):
         if (coll, ()) not in self._indexed:
             if fields[:len(KEY_FIELDS)] != KEY_FIELDS:  # else the key index serves these queries
                 c.create_index([(f, ASCENDING) for f in KEY_FIELDS], name="game_area_plat_ts")
-            c.create_index([("ts", ASCENDING)], name="ts")
+            # The dashboard's "one game (one area), all plats, between two days": a range right after
+            # the equalities. SecantusDB uses an index only so (else a collection scan); mongod skips
+            # through the key index but reads fewer keys here. Indexed fields never change on update.
+            for name, idx in _QUERY_INDEXES.items():
+                c.create_index([(f, ASCENDING) for f in idx], name=name)
             self._drop_superseded_indexes(c, fields)
             self._indexed.add((coll, ()))
         self._indexed.add((coll, shape))
@@ -307,7 +312,7 @@ class MongoStore(Store):
         if new:
             for attempt in range(2):
                 try:
-                    seq = self.db.uid_seq.find_one_and_update({"_id": game}, {"$inc": {"next": len(new)}},
+                    seq = self._durable("uid_seq").find_one_and_update({"_id": game}, {"$inc": {"next": len(new)}},
                                                               upsert=True, return_document=ReturnDocument.AFTER)
                     break
                 except DuplicateKeyError:   # two first writers of one game: the loser's retry updates
@@ -318,7 +323,7 @@ class MongoStore(Store):
             if start + len(new) > ID_LIMIT:
                 raise StoreError(f"uid_map of game {game!r} is full ({ID_LIMIT - DICT_BASE} ids)")
             try:
-                res = self.db.uid_map.insert_many([{"game": game, "uid": u, "n": start + i} for i, u in enumerate(new)],
+                res = self._durable("uid_map").insert_many([{"game": game, "uid": u, "n": start + i} for i, u in enumerate(new)],
                                                   ordered=False)
                 self.op_counts["writes"] += len(res.inserted_ids)
             except BulkWriteError as e:
@@ -440,14 +445,17 @@ class MongoStore(Store):
                     ts_to: int | None = None) -> list[MemberKey]:
         """Period keys with members (index set_ts), ordered by key; parts of one set count once."""
         flt: dict[str, Any] = {"set": set}
-        for f, v in (("game", game), ("area", area), ("plat", plat)):
-            if v is not None:
-                flt[f] = v
+        given = {f: v for f, v in (("game", game), ("area", area), ("plat", plat)) if v is not None}
         rng = {op: v for op, v in (("$gte", ts_from), ("$lt", ts_to)) if v is not None}
+        # A ts range after only some of game/area/plat fits no index prefix (SecantusDB then scans the
+        # collection): ask by (set, ts) through set_ts and keep the server's keys here.
+        local = given if rng and len(given) < 3 else {}
+        flt.update({f: v for f, v in given.items() if f not in local})
         if rng:
             flt["ts"] = rng
         with self._errors("member_keys"):
-            docs = list(self.db.bitmaps.find(flt, {f: 1 for f in _MEMBER_HEAD} | {"_id": 0}))
+            docs = [d for d in self.db.bitmaps.find(flt, {f: 1 for f in _MEMBER_HEAD} | {"_id": 0})
+                    if all(d[f] == v for f, v in local.items())]
         self.op_counts["reads"] += len(docs)
         heads = {tuple(d[f] for f in _MEMBER_HEAD) for d in docs}
         return [MemberKey(*h) for h in sorted(heads, key=lambda h: (h[4], h[1], h[2], h[3], h[5]))]
@@ -489,6 +497,18 @@ class MongoStore(Store):
                 raise StoreError(f"mongodb write to seen: {others[0].get('errmsg')} ({len(others)} failed)") from e
             if session is not None:
                 raise _SeenAlready() from e
+
+    def _durable(self, name: str) -> Any:
+        """The collection with a journaled write concern (`j: true`), for the dictionary's writes.
+
+        They happen outside the transaction, and an id is used (cached, written into
+        bitmaps that are committed durably) as soon as it is acknowledged. A write
+        acknowledged before it is on disk can be lost when the server crashes (measured:
+        SecantusDB killed with -9 loses the last few), and the next process would then
+        give the same uid a second id (counted twice) or an id already used to another uid.
+        """
+        return self.db.get_collection(name, write_concern=WriteConcern(**{**self.db.write_concern.document,
+                                                                          "j": True}))
 
     def _drop_superseded_indexes(self, c: Any, fields: tuple[str, ...]) -> None:
         """Drop what older versions created that the key index now makes redundant.
@@ -579,6 +599,10 @@ class _MongoParts:
                                    {"$set": {"bits": Binary(blob), "n": n}, "$inc": {"v": 1}}, session=self.session)
         self.store.op_counts["writes"] += res.modified_count
         return res.matched_count == 1
+
+
+#: Query indexes of every stat collection besides its key index: name -> fields.
+_QUERY_INDEXES = {"ts": ("ts",), "game_ts": ("game", "ts"), "game_area_ts": ("game", "area", "ts")}
 
 
 class _SeenAlready(Exception):

@@ -15,8 +15,8 @@ Expected figures: tests/support/reference.py, a brute-force model over the raw l
 
 Runs: the whole default topology in one process (analytics.app.replay) into a fresh
 SQLite store; the same files again into the same store; a subprocess replay killed
-with SIGKILL mid-stream, then a full replay into its store. (A run with a MongoStore
-over mongomock is written but skipped: see its reason.)
+with SIGKILL mid-stream, then a full replay into its store; and a smaller set of the same
+shape through a MongoStore over SecantusDB (MongoDB wire protocol).
 """
 from __future__ import annotations
 
@@ -34,8 +34,9 @@ import pytest
 from analytics.sample import generate
 from analytics.schema import all_collections
 from analytics.store import open_store
+from tests.mongo_server import SecantusServer, drop_database, mongo_database_url
 from tests.support import reference
-from tests.support.replay_all import replay_all, settings_of, specs_of
+from tests.support.replay_all import replay_all
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -254,37 +255,92 @@ def test_kill_9_mid_stream_then_replay_gives_the_exact_figures(dataset, tmp_path
         _compare(_stored(store), expected)
 
 
-@pytest.mark.skip(reason="mongomock cannot carry the whole topology: its unique indexes scan the collection on "
-                         "every insert (the full set does not finish in 5 min), and with the bolts' greenlets "
-                         "sharing one client a bulk_write fails with KeyError in mongomock's store iteration "
-                         "even on a 12k-line set")
-@pytest.mark.timeout(300)
-def test_the_same_figures_with_mongomock_as_the_store(tmp_path):
-    """The same comparison with a MongoStore over mongomock (an in-memory stand-in, not MongoDB), on a
-    smaller set of the same shape (100 users a game, activity 0.1). Skipped: see the reason."""
-    pytest.importorskip("mongomock")
-    from analytics.topology import LocalRunner, default_topology
-    generate(tmp_path / "logs", **{**GEN, "users": 100, "activity": 0.1})
-    logs = tmp_path / "logs"
-    plan = {"zones": ZONES, "gamelogs": {g: [str(logs / f"gamelog_{g}_ref.txt")] for g in ZONES},
-            "payments": [str(logs / "payment_ref.txt")], "syncusers": [str(logs / "syncuser_ref.txt")],
-            "store": "mongomock://reference", "data_dir": str(tmp_path / "data")}
-    expected = reference.expected(gamelogs={g: [Path(p) for p in ps] for g, ps in plan["gamelogs"].items()},
+@pytest.fixture(scope="module")
+def small_set(tmp_path_factory):
+    """A smaller set of the same shape (100 users a game, activity 0.1) plus the edge records, for the
+    runs over SecantusDB: (plan without store and data_dir, expected figures)."""
+    logs = tmp_path_factory.mktemp("small") / "logs"
+    generate(logs, **{**GEN, "users": 100, "activity": 0.1})
+    now = int(time.time())
+    for name, lines in _edge_lines(now).items():
+        (logs / name).write_text("".join(x + "\n" for x in lines), encoding="utf-8")
+    gamelogs = {g: [str(logs / f"gamelog_{g}_ref.txt")] for g in ZONES}
+    gamelogs["dl"].append(str(logs / "gamelog_dl_edge.txt"))
+    plan = {"zones": ZONES, "gamelogs": gamelogs, "timeout": 100,
+            "payments": [str(logs / "payment_ref.txt"), str(logs / "payment_edge.txt")],
+            "syncusers": [str(logs / "syncuser_ref.txt"), str(logs / "syncuser_edge.txt")]}
+    expected = reference.expected(gamelogs={g: [Path(p) for p in ps] for g, ps in gamelogs.items()},
                                   payments=[Path(p) for p in plan["payments"]],
-                                  syncusers=[Path(p) for p in plan["syncusers"]], zones=ZONES, now=time.time())
-    settings = settings_of(plan)
-    specs = specs_of(settings, plan)
-    store = open_store(settings.store)                # replay() would open (and lose) its own in-memory one
+                                  syncusers=[Path(p) for p in plan["syncusers"]], zones=ZONES, now=now)
+    assert len(expected["usercenter"]) > 250
+    return plan, expected
+
+
+@pytest.mark.timeout(120)
+def test_the_same_figures_with_secantusdb_as_the_store(small_set, tmp_path):
+    """The same comparison with a MongoStore over SecantusDB (MongoDB wire protocol; or the server of
+    $ANALYTICS_TEST_MONGO_URL) in a database of its own: every figure of every collection equals the model's."""
+    plan, expected = small_set
+    plan = {**plan, "store": mongo_database_url(), "data_dir": str(tmp_path / "data")}
     try:
-        runner = LocalRunner(default_topology(settings).with_spouts(specs), settings, store=store,
-                             disk_log=False).start()
-        try:
-            report = runner.wait_drained(280)
-        finally:
-            runner.stop()
-        assert report.totals()["errors"] == 0
-        assert report.totals()["rejected"] == 11
-        assert len(expected["usercenter"]) > 250
-        _compare(_stored(store), expected)
+        t0 = time.monotonic()
+        report = replay_all(plan)
+        print(f"replay over SecantusDB (MongoDB wire protocol): {time.monotonic() - t0:.1f}s")
+        assert report.totals()["rejected"] == 11 + 13
+        assert {n: r["errors"] for n, r in report.bolts.items() if r.get("errors")} == REFUSED
+        with open_store(plan["store"]) as store:
+            assert store.atomic, "SecantusDB advertises a replica set: batches run in transactions"
+            stored = _stored(store)
+        _compare(stored, expected)
     finally:
-        store.close()
+        drop_database(plan["store"])
+
+
+def _stat_documents(url: str) -> int:
+    """Stat documents stored so far (0 while the server is down)."""
+    import pymongo
+    try:
+        with pymongo.MongoClient(url, serverSelectionTimeoutMS=500) as c:
+            db = c.get_default_database()
+            return sum(db[name].estimated_document_count() for name in all_collections())
+    except pymongo.errors.PyMongoError:
+        return 0
+
+
+@pytest.mark.timeout(240)
+def test_kill_9_of_the_database_mid_replay_then_replay_gives_the_exact_figures(small_set, tmp_path):
+    """A crash of SecantusDB (kill -9 of its process) while a replay writes: restarted on the same data,
+    the running replay goes on; a second replay then leaves every figure exact (0 lost, 0 double)."""
+    plan, expected = small_set
+    with SecantusServer() as server:
+        plan = {**plan, "store": server.url + "drill", "data_dir": str(tmp_path / "data"), "timeout": 150}
+        plan_file = tmp_path / "plan.json"
+        plan_file.write_text(json.dumps(plan))
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        proc = subprocess.Popen([sys.executable, str(ROOT / "tests/support/replay_all.py"), str(plan_file)],
+                                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            deadline, docs = time.monotonic() + 90, 0
+            while time.monotonic() < deadline and proc.poll() is None and docs == 0:
+                time.sleep(0.1)
+                docs = _stat_documents(plan["store"])
+            assert proc.poll() is None and docs > 0, f"no write seen before the replay ended: {proc.poll()}"
+            server.kill()                                 # the database crashes mid-replay
+            time.sleep(1.0)
+            server.start()                                # same storage, same port
+            out, err = proc.communicate(timeout=150)      # the replay retried and went on
+            assert proc.returncode == 0, err[-3000:]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+        with open_store(plan["store"]) as store:
+            after_crash = _stored(store)
+        report = replay_all(plan)
+        refused = {n: r["errors"] for n, r in report.bolts.items() if r.get("errors")}
+        assert refused.get("usercenter") == 1 and all(REFUSED.get(n) == e for n, e in refused.items()), refused
+        with open_store(plan["store"]) as store:
+            _compare(_stored(store), expected)
+    print(f"killed at {docs} stat documents; after the crash {sum(map(len, after_crash.values()))} stored, "
+          f"{sum(len(reference.diff(n, after_crash[n], expected.get(n, {}))) for n in all_collections())} "
+          f"differing from the model before the second replay")

@@ -24,6 +24,8 @@ from analytics.topology import ComponentSpec
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 DATA = Path(__file__).resolve().parents[2] / "data"
+#: Every sample source of data/.
+SOURCES = ["gamelog_dl", "gamelog_wsdx", "payment", "syncuser"]
 
 
 def _settings(tmp: Path, name: str) -> Settings:
@@ -77,7 +79,7 @@ def _differences(want: dict[str, list[dict]], got: dict[str, list[dict]]) -> lis
 def one_command(tmp_path_factory):
     """Every sample source in one replay: the store the split replays must reproduce."""
     settings = _settings(tmp_path_factory.mktemp("one"), "one")
-    _replay(settings, ["gamelog_dl", "gamelog_wsdx", "payment", "syncuser"])
+    _replay(settings, SOURCES)
     return _dump(settings)
 
 

@@ -6,6 +6,9 @@ The reference test runs it in-process (`replay_all(plan)`) and as a subprocess i
     {"store": "sqlite:////tmp/x.db", "data_dir": "/tmp/d", "zones": {"dl": "Asia/Shanghai"},
      "gamelogs": {"dl": ["/tmp/gamelog_dl.txt"]}, "payments": [...], "syncusers": [...],
      "mode": "inproc", "timeout": 600}
+
+`"mode": "tcp"` runs the processes over tcp://127.0.0.1 on free ports, `"workers": N` grouped
+into N worker processes (0: one per component).
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from typing import Any, Mapping
 
 from analytics.app import replay, source_spec
 from analytics.config import GameSettings, Settings, load_settings
+from analytics.processes import free_port
 from analytics.topology import ComponentSpec, DrainReport
 
 __all__ = ["settings_of", "specs_of", "replay_all"]
@@ -25,6 +29,10 @@ def settings_of(plan: Mapping[str, Any]) -> Settings:
     settings = load_settings(env={}, data_dir=plan["data_dir"], store=plan["store"])
     settings.games = {g: GameSettings(g, tz) for g, tz in plan["zones"].items()}
     settings.mode = plan.get("mode", "inproc")
+    settings.workers = plan.get("workers", 0)
+    if settings.mode == "tcp":
+        settings.broker.receiver = f"tcp://127.0.0.1:{free_port()}"
+        settings.broker.sender = f"tcp://127.0.0.1:{free_port()}"
     return settings
 
 
