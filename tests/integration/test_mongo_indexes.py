@@ -20,6 +20,7 @@ from pymongo import monitoring
 from analytics.config import GameSettings, load_settings
 from analytics.sample import DEFAULT_GAMES
 from analytics.schema import all_collections
+from analytics.store.base import FIRST_DAYS
 from analytics.store.mongo import MongoStore
 from analytics.web.app import create_app
 from tests.integration.test_split_replay import SOURCES, _replay
@@ -55,6 +56,8 @@ def test_every_collection_has_the_documented_indexes(replayed):
     with client:
         db = client[name]
         for coll, info in all_collections().items():
+            if coll in FIRST_DAYS:
+                continue                # derived from the day bitmaps by the store: never written
             indexes = {tuple(f for f, _ in ix["key"]): ix for ix in db[coll].index_information().values()}
             assert indexes, f"{coll}: no indexes (did the replay write it?)"
             # the unique key index: game, area, plat, ts (those in the key), then the rest of the key
@@ -131,6 +134,11 @@ def test_the_dashboard_and_api_queries_are_answered_from_indexes(replayed):
             if not flt:                      # the games list reads every serverstarttime document
                 assert coll == "serverstarttime", (coll, sort)
                 continue
+            if coll in FIRST_DAYS:
+                # Derived from the day bitmaps; the store also reads documents an older version
+                # wrote there, and this store has none: the collection does not exist.
+                assert coll not in client[name].list_collection_names(), coll
+                continue
             cmd = {"find": coll, "filter": flt, **({"sort": sort} if sort else {})}
             plan = client[name].command("explain", cmd, verbosity="queryPlanner")["queryPlanner"]["winningPlan"]
             scans = _scans(plan)
@@ -140,5 +148,5 @@ def test_the_dashboard_and_api_queries_are_answered_from_indexes(replayed):
     finally:
         store.close()
     touched = {c for c, _, _ in plans}
-    assert checked >= 25 and {"activeday", "loginday", "bitmaps", "userfirst", "server"} <= touched, plans
+    assert checked >= 25 and {"activeday", "loginday", "bitmaps", "server"} <= touched, plans
     print(f"{checked} queries over {len(touched)} collections, every one an index scan")
