@@ -30,7 +30,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from analytics.store.bitmaps import DICT_BASE, BitMap, Head, direct_id, split_ids
+from analytics.store.bitmaps import DICT_BASE, BitMap, Head, split_ids
 from analytics.store.errors import QueryError, StoreError, StoreUnavailable
 
 __all__ = ["Batch", "Upsert", "MemberAdd", "MemberKey", "Store", "StoreError",
@@ -216,15 +216,7 @@ class Store(ABC):
 
     def uid_bitmap(self, game: str, uids: Iterable[str]) -> BitMap:
         """The integer ids of `uids` in `game`; a uid the dictionary does not know is in no set: left out."""
-        direct: list[int] = []
-        other: list[str] = []
-        for u in uids:
-            n = direct_id(u)
-            if n is None:
-                other.append(u)
-            else:
-                direct.append(n)
-        bm = BitMap(direct)
+        bm, other = split_ids(uids)
         if other:
             bm.update(self._uid_ids(game, other).values())
         return bm
