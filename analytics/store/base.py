@@ -30,7 +30,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from analytics.store.bitmaps import DICT_BASE, BitMap, Head, split_ids
+from analytics.store.bitmaps import DICT_BASE, BitMap, Head, UidCache, split_ids
 from analytics.store.errors import QueryError, StoreError, StoreUnavailable
 
 __all__ = ["Batch", "Upsert", "MemberAdd", "MemberKey", "Store", "StoreError",
@@ -178,6 +178,8 @@ class Store(ABC):
     url: str
     #: Rows/documents read and written so far (members, docs, seen marks, uid_map).
     op_counts: dict[str, int]
+    #: The uid dictionary entries this store has read or written (set by each backend).
+    _uids: UidCache
 
     @abstractmethod
     def setup(self) -> None:
@@ -207,12 +209,28 @@ class Store(ABC):
         """The union of `set` over every period starting in [ts_from, ts_to), as integer ids."""
 
     @abstractmethod
-    def _uid_ids(self, game: str, uids: Sequence[str]) -> dict[str, int]:
-        """Dictionary ids of the given non-direct uids that have one (none is created)."""
+    def _read_uid_map(self, game: str, by: str, values: Sequence[str] | Sequence[int]) -> list[tuple[str, int]]:
+        """(uid, n) of the dictionary entries of `game` whose `by` ('uid' or 'n') is in `values`."""
 
-    @abstractmethod
+    def _uid_ids(self, game: str, uids: Sequence[str]) -> dict[str, int]:
+        """Dictionary ids of the given non-direct uids that have one (none is created); cached."""
+        out = {u: n for u in uids if (n := self._uids.id(game, u)) is not None}
+        todo = sorted({u for u in uids if u not in out})
+        if todo:
+            found = self._read_uid_map(game, "uid", todo)
+            self._uids.put(game, found)
+            out.update(found)
+        return out
+
     def _uid_names(self, game: str, ids: Sequence[int]) -> dict[int, str]:
-        """The uids of the given dictionary ids (those that exist)."""
+        """The uids of the given dictionary ids (those that exist); cached."""
+        out = {n: u for n in ids if (u := self._uids.name(game, n)) is not None}
+        todo = [n for n in ids if n not in out]
+        if todo:
+            found = self._read_uid_map(game, "n", todo)
+            self._uids.put(game, found)
+            out.update((n, u) for u, n in found)
+        return out
 
     def uid_bitmap(self, game: str, uids: Iterable[str]) -> BitMap:
         """The integer ids of `uids` in `game`; a uid the dictionary does not know is in no set: left out."""

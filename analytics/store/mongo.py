@@ -337,29 +337,14 @@ class MongoStore(Store):
         out.update(found)
         return out
 
-    def _uid_ids(self, game: str, uids: Sequence[str]) -> dict[str, int]:
-        out = {u: n for u in uids if (n := self._uids.id(game, u)) is not None}
-        todo = sorted({u for u in uids if u not in out})
+    def _read_uid_map(self, game: str, by: str, values: Sequence[str] | Sequence[int]) -> list[tuple[str, int]]:
+        found: list[tuple[str, int]] = []
         with self._errors("uid_map"):
-            for i in range(0, len(todo), _CHUNK):
-                found = [(d["uid"], d["n"]) for d in self.db.uid_map.find(
-                    {"game": game, "uid": {"$in": todo[i:i + _CHUNK]}}, {"uid": 1, "n": 1, "_id": 0})]
-                self.op_counts["reads"] += len(found)
-                self._uids.put(game, found)
-                out.update(found)
-        return out
-
-    def _uid_names(self, game: str, ids: Sequence[int]) -> dict[int, str]:
-        out = {n: u for n in ids if (u := self._uids.name(game, n)) is not None}
-        todo = [n for n in ids if n not in out]
-        with self._errors("uid_map"):
-            for i in range(0, len(todo), _CHUNK):
-                found = [(d["uid"], d["n"]) for d in self.db.uid_map.find(
-                    {"game": game, "n": {"$in": todo[i:i + _CHUNK]}}, {"uid": 1, "n": 1, "_id": 0})]
-                self.op_counts["reads"] += len(found)
-                self._uids.put(game, found)
-                out.update((n, u) for u, n in found)
-        return out
+            for i in range(0, len(values), _CHUNK):
+                found += [(d["uid"], d["n"]) for d in self.db.uid_map.find(
+                    {"game": game, by: {"$in": list(values[i:i + _CHUNK])}}, {"uid": 1, "n": 1, "_id": 0})]
+        self.op_counts["reads"] += len(found)
+        return found
 
     def _write_upserts(self, upserts: list[Upsert], session: Any) -> None:
         by_coll: dict[str, list[UpdateOne]] = defaultdict(list)

@@ -332,25 +332,11 @@ class SQLiteStore(Store):
         self._uids_after.append((game, list(found.items())))
         return out
 
-    def _uid_ids(self, game: str, uids: Sequence[str]) -> dict[str, int]:
-        out = {u: n for u in uids if (n := self._uids.id(game, u)) is not None}
-        todo = sorted({u for u in uids if u not in out})
-        if todo:
-            with self._lock, self._errors("read"):
-                found = self._select_in(self._db, "SELECT uid, n FROM uid_map WHERE game=? AND uid IN {IN}", (game,), todo)
-            self._uids.put(game, found)
-            out.update(found)
-        return out
-
-    def _uid_names(self, game: str, ids: Sequence[int]) -> dict[int, str]:
-        out = {n: u for n in ids if (u := self._uids.name(game, n)) is not None}
-        todo = [n for n in ids if n not in out]
-        if todo:
-            with self._lock, self._errors("read"):
-                found = self._select_in(self._db, "SELECT uid, n FROM uid_map WHERE game=? AND n IN {IN}", (game,), todo)
-            self._uids.put(game, found)
-            out.update((n, u) for u, n in found)
-        return out
+    def _read_uid_map(self, game: str, by: str, values: Sequence[str] | Sequence[int]) -> list[tuple[str, int]]:
+        column = {"uid": "uid", "n": "n"}[by]
+        with self._lock, self._errors("read"):
+            return self._select_in(self._db, f"SELECT uid, n FROM uid_map WHERE game=? AND {column} IN {{IN}}",
+                                   (game,), values)
 
     def _write_seen(self, db: sqlite3.Connection, batch: Batch) -> None:
         now = int(self._clock())
