@@ -11,6 +11,9 @@ Nothing is dropped silently:
   until it is back (`hold_when_missing`).
 * Every frame is counted per topic, received and sent; a frame that matched no
   subscription is counted as unrouted.
+* A malformed message (wrong number of frames, a bad topic key or header, from a
+  foreign or forged peer) is counted, dead-lettered and dropped: it never stops the
+  broker. Payloads are not decoded here; the receiving bolt checks them.
 """
 from __future__ import annotations
 
@@ -21,7 +24,8 @@ import gevent
 import gevent.event
 import zmq.green as zmq
 
-from analytics.transport import READY_PREFIX
+from analytics.deadletter import DeadLetters
+from analytics.transport import DATA, READY_PREFIX, Malformed, parse_head
 
 __all__ = ["Broker"]
 
@@ -42,8 +46,12 @@ class Broker:
 
     def __init__(self, ctx: zmq.Context, receiver: str | Sequence[str], sender: str | Sequence[str], *,
                  expected: Iterable[str] = (),
-                 hwm: int = 1000, hold_when_missing: bool = True) -> None:
+                 hwm: int = 1000, hold_when_missing: bool = True,
+                 dead_letters: DeadLetters | None = None) -> None:
         self.expected = set(expected)
+        #: Where malformed messages go (None: only counted and logged).
+        self.dead_letters = dead_letters
+        self.malformed = 0
         self.hold_when_missing = hold_when_missing
         self.receiver = ctx.socket(zmq.PULL)
         self.receiver.setsockopt(zmq.RCVHWM, hwm)
@@ -122,10 +130,15 @@ class Broker:
                 return
 
     def _forward(self, frames: list) -> None:
-        key = frames[0].bytes
-        topic = key.partition(b"\x00")[0].decode(errors="replace")
-        header = frames[1].bytes
-        n = int(header.split(b"|", 2)[1]) if header[:1] == b"D" else 0
+        try:
+            if len(frames) != 3:
+                raise Malformed(f"expected 3 frames, got {len(frames)}")
+            key = frames[0].bytes
+            kind, topic, _, _, count = parse_head(key, frames[1].bytes)
+        except Malformed as exc:
+            self._reject(frames, str(exc))
+            return
+        n = count if kind == DATA else 0
         self.frames_in += 1
         self.received[topic] = self.received.get(topic, 0) + n
         if not self._routed(key):
@@ -144,6 +157,14 @@ class Broker:
         self.blocked_seconds += waited
         self.frames_out += 1
         self.sent[topic] = self.sent.get(topic, 0) + n
+
+    def _reject(self, frames: list, reason: str) -> None:
+        """Count, log and dead-letter a malformed message (its first bytes), then go on."""
+        self.malformed += 1
+        if self.malformed <= 10 or self.malformed % 1000 == 0:
+            log.error("broker: dropping malformed message #%d: %s", self.malformed, reason)
+        if self.dead_letters is not None:
+            self.dead_letters.write(repr([f.bytes[:256] for f in frames[:4]])[:2000], f"frame: {reason}")
 
     def serve_forever(self) -> None:
         """Run until stop(): forward frames while every expected subscriber is ready."""
@@ -180,10 +201,12 @@ class Broker:
             self._greenlet.join(timeout)
         self.receiver.close()
         self.sender.close()
+        if self.dead_letters is not None:
+            self.dead_letters.close()
 
     def stats(self) -> dict:
         """Counters for status reporting and the transfer-count check."""
         return {"received": dict(self.received), "sent": dict(self.sent), "unrouted": dict(self.unrouted),
-                "frames_in": self.frames_in, "frames_out": self.frames_out,
+                "frames_in": self.frames_in, "frames_out": self.frames_out, "malformed": self.malformed,
                 "blocked_seconds": round(self.blocked_seconds, 3),
                 "ready": {k: v for k, v in self.ready.items() if v > 0}, "missing": sorted(self.missing())}

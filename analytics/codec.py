@@ -26,11 +26,17 @@ def encode_batch(tuples: Iterable[Tuple]) -> bytes:
 
 
 def decode_batch(topic: str, payload: bytes) -> list[Tuple]:
-    """Decode a frame payload back into tuples of `topic`."""
+    """Decode a frame payload back into tuples of `topic`; CodecError unless every item is
+    an [id: str, ts: int, body: object] triple (a forged or corrupt frame never reaches a bolt)."""
     try:
-        return [Tuple(topic, i, ts, body) for i, ts, body in orjson.loads(payload)]
+        out = [Tuple(topic, i, ts, body) for i, ts, body in orjson.loads(payload)]
     except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
         raise CodecError(f"bad batch frame on topic {topic!r}: {exc}") from None
+    for t in out:
+        if type(t.id) is not str or type(t.ts) is not int or type(t.body) is not dict:
+            raise CodecError(f"bad batch frame on topic {topic!r}: item {[t.id, t.ts, t.body]!r:.120} "
+                             f"is not [id, ts, body]")
+    return out
 
 
 def encode_obj(obj: Any) -> bytes:
@@ -38,8 +44,12 @@ def encode_obj(obj: Any) -> bytes:
     return orjson.dumps(obj)
 
 
-def decode_obj(payload: bytes) -> Any:
+def decode_obj(payload: bytes) -> dict[str, Any]:
+    """Decode a control payload (barriers, reports): a JSON object, or CodecError."""
     try:
-        return orjson.loads(payload)
+        obj = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
         raise CodecError(f"bad control frame: {exc}") from None
+    if not isinstance(obj, dict):
+        raise CodecError(f"bad control frame: expected an object, got {type(obj).__name__}")
+    return obj

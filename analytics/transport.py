@@ -5,6 +5,7 @@ Frames (multipart, one batch of one topic and one partition per message):
     [b"<topic>\\x00<ppp>", b"D|<count>|<producer>", <orjson [[id, ts, body], ...]>]   data
     [b"<topic>\\x00*",     b"B|0|<producer>",       <orjson {"sent": n, ...}>]       barrier
     [b"_ctl\\x00*",        b"C|0|<producer>",       <orjson {...}>]                  report
+    [b"<topic>\\x00*",     b"K|0|<producer>",       <orjson {"inc", "seq", ...}>]    checkpoint barrier
 
 Subscribing to b"<topic>\\x00" takes every partition and the barriers of a topic;
 an instance that owns some partitions subscribes b"<topic>\\x00<ppp>" for each and
@@ -20,6 +21,7 @@ bolt whose topics and partitions it matches, and its batch is decoded once
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
@@ -31,13 +33,20 @@ import zmq.green as zmq
 from analytics.codec import encode_obj
 
 __all__ = ["Message", "Publisher", "Subscriber", "SharedSubscriber", "Inbox", "topic_key", "topic_matches", "subscription_prefixes",
-           "READY_PREFIX", "CTL_TOPIC", "new_context"]
+           "READY_PREFIX", "CTL_TOPIC", "new_context", "parse", "parse_head", "Malformed", "DATA", "BARRIER", "REPORT", "CHECKPOINT"]
 
 log = logging.getLogger(__name__)
 
 READY_PREFIX = b"\x02ready\x00"
 CTL_TOPIC = "_ctl"
-DATA, BARRIER, REPORT = b"D", b"B", b"C"
+DATA, BARRIER, REPORT, CHECKPOINT = b"D", b"B", b"C", b"K"
+KINDS = frozenset((DATA, BARRIER, REPORT, CHECKPOINT))
+#: Longest topic and producer names a frame may carry.
+MAX_NAME = 200
+
+
+class Malformed(ValueError):
+    """A received message is not one of ours (a foreign peer, a truncated or forged frame)."""
 
 
 def new_context() -> zmq.Context:
@@ -96,13 +105,36 @@ class Message:
     decoded: list | None = None
 
 
+def parse_head(key: bytes, header: bytes) -> tuple[bytes, str, str, str, int]:
+    """(kind, topic, partition, producer, count) of a message's first two frames; Malformed if foreign.
+
+    Checked once, for the broker and every subscriber: a topic key with its partition
+    ('000'... or '*'), a header `kind|count|producer` of a known kind with a count (0 but
+    for data). The broker looks no further; payloads are decoded by their reader.
+    """
+    topic, sep, part = key.partition(b"\x00")
+    if not sep or not topic or len(topic) > MAX_NAME or not (part == b"*" or (len(part) == 3 and part.isdigit())):
+        raise Malformed(f"bad topic key {key[:80]!r}")
+    fields = header.split(b"|", 2)
+    if len(fields) != 3:
+        raise Malformed(f"bad header {header[:80]!r}")
+    kind, count, producer = fields
+    if kind not in KINDS or not count.isdigit() or len(count) > 9 or not producer or len(producer) > MAX_NAME:
+        raise Malformed(f"bad header {header[:80]!r}")
+    if (kind == DATA) == (part == b"*") or (kind != DATA and count != b"0"):
+        raise Malformed(f"header {header[:80]!r} does not fit topic key {key[:80]!r}")
+    try:
+        return kind, topic.decode(), part.decode(), producer.decode(), int(count)
+    except UnicodeDecodeError as exc:
+        raise Malformed(f"names are not UTF-8: {exc}") from None
+
+
 def parse(frames: Sequence[bytes]) -> Message:
-    """Split a received multipart message; raises ValueError on a foreign one."""
+    """Split a received multipart message; raises Malformed (a ValueError) on anything foreign."""
     if len(frames) != 3:
-        raise ValueError(f"expected 3 frames, got {len(frames)}")
-    topic, _, part = bytes(frames[0]).partition(b"\x00")
-    kind, count, producer = bytes(frames[1]).split(b"|", 2)
-    return Message(kind, topic.decode(), part.decode(), producer.decode(), int(count), bytes(frames[2]))
+        raise Malformed(f"expected 3 frames, got {len(frames)}")
+    kind, topic, part, producer, count = parse_head(bytes(frames[0]), bytes(frames[1]))
+    return Message(kind, topic, part, producer, count, bytes(frames[2]))
 
 
 class Publisher:
@@ -137,6 +169,10 @@ class Publisher:
         self.sent: dict[str, int] = {}
         self.sent_parts: dict[str, dict[str, int]] = {}
         self.frames = 0
+        #: This publisher's incarnation: checkpoint barriers say which run of a producer they close.
+        self.inc = os.urandom(6).hex()
+        #: Checkpoint barriers sent per topic (their `seq`: a gap in it is a lost barrier).
+        self.checkpoints: dict[str, int] = {}
 
     def wait_connected(self, timeout: float) -> bool:
         """Whether a broker accepted the connection within `timeout` seconds (needs immediate=True)."""
@@ -185,6 +221,22 @@ class Publisher:
             self.sock.send_multipart([topic_key(topic, None), f"B|0|{self.producer}".encode(),
                                       encode_obj(payload)])
 
+    def checkpoint(self, topics: Iterable[str], origins: list[list[Any]]) -> None:
+        """After flushing, a checkpoint barrier on each topic: what was sent before it, and the
+        source checkpoints (origins: [spout, generation, epoch]) that everything before it covers.
+
+        `sent` is cumulative for this incarnation (`inc`) per partition, and `seq` numbers the
+        barriers of a topic, so a subscriber can tell that it got every tuple between two of them.
+        """
+        self.flush()
+        for topic in topics:
+            seq = self.checkpoints[topic] = self.checkpoints.get(topic, 0) + 1
+            payload = {"inc": self.inc, "seq": seq, "partitions": self.sent_parts.get(topic, {}),
+                       "origins": origins}
+            self.sock.send_multipart([topic_key(topic, None), f"K|0|{self.producer}".encode(),
+                                      encode_obj(payload)])
+            self.frames += 1
+
     def report(self, payload: dict[str, Any]) -> None:
         """Send a control report (end of stream, drained, counters) to whoever listens on _ctl."""
         self.sock.send_multipart([topic_key(CTL_TOPIC, None), f"C|0|{self.producer}".encode(),
@@ -210,6 +262,9 @@ class Subscriber:
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.connect(endpoint)
         self._subs: set[bytes] = set()
+        #: Malformed messages received and dropped; `on_malformed(frames, reason)` dead-letters them.
+        self.malformed = 0
+        self.on_malformed: Callable[[list[bytes], str], None] | None = None
         self.set_partitions(partitions)
         self.sock.setsockopt(zmq.SUBSCRIBE, READY_PREFIX + name.encode())
 
@@ -224,15 +279,25 @@ class Subscriber:
         self._subs = wanted
 
     def recv(self, timeout: float) -> Message | None:
-        """The next message, or None after `timeout` seconds."""
+        """The next message, or None after `timeout` seconds (or when what came was malformed)."""
         if not self.sock.poll(int(timeout * 1000), zmq.POLLIN):
             return None
-        return parse(self.sock.recv_multipart())
+        return self._parse(self.sock.recv_multipart())
 
     def recv_nowait(self) -> Message | None:
         try:
-            return parse(self.sock.recv_multipart(zmq.NOBLOCK))
+            return self._parse(self.sock.recv_multipart(zmq.NOBLOCK))
         except zmq.Again:
+            return None
+
+    def _parse(self, frames: list[bytes]) -> Message | None:
+        try:
+            return parse(frames)
+        except Malformed as exc:
+            self.malformed += 1
+            log.error("%s: dropping a malformed message: %s", self.name, exc)
+            if self.on_malformed is not None:
+                self.on_malformed(frames, str(exc))
             return None
 
     def close(self) -> None:
@@ -303,6 +368,9 @@ class SharedSubscriber:
         self._greenlet: gevent.Greenlet | None = None
         self._inbox_size = max(1, min(hwm, self.inbox_frames))
         self.frames = 0
+        #: Malformed messages received and dropped; `on_malformed(frames, reason)` dead-letters them.
+        self.malformed = 0
+        self.on_malformed: Callable[[list[bytes], str], None] | None = None
 
     def subscribe(self, name: str, patterns: Sequence[str], *, partitions: Iterable[int] | None = None) -> Inbox:
         """An inbox for bolt `name`; its topics are subscribed before its readiness marker."""
@@ -339,8 +407,11 @@ class SharedSubscriber:
             frames = sock.recv_multipart()
             try:
                 msg = parse(frames)
-            except (ValueError, UnicodeDecodeError) as exc:
-                log.error("dropping a foreign frame on %s: %s", self.endpoint, exc)
+            except Malformed as exc:
+                self.malformed += 1
+                log.error("dropping a malformed message on %s: %s", self.endpoint, exc)
+                if self.on_malformed is not None:
+                    self.on_malformed(frames, str(exc))
                 continue
             self.frames += 1
             for box in self._targets(bytes(frames[0]), msg):
