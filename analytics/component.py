@@ -36,15 +36,29 @@ import gevent
 import gevent.event
 import zmq.green as zmq
 
+from analytics.checkpoint import BarrierAligner, Link, Origin, SpoutCheckpoints
 from analytics.codec import CodecError, decode_batch, decode_obj
 from analytics.config import Settings
 from analytics.deadletter import DeadLetters
 from analytics.disklog import DiskLog
 from analytics.store.base import Batch, Store, StoreError, StoreUnavailable
-from analytics.transport import BARRIER, DATA, Inbox, Message, Publisher, SharedSubscriber, Subscriber
+from analytics.transport import (BARRIER, CHECKPOINT, CTL_TOPIC, DATA, REPORT, Inbox, Message, Publisher,
+                                 SharedSubscriber, Subscriber)
 from analytics.tuples import Tuple, partition_of
 
 __all__ = ["Component", "Spout", "Bolt", "Context", "Counters"]
+
+#: What Bolt._with_store returns when it stopped retrying an outage (the bolt is stopping).
+_GAVE_UP = object()
+
+
+def _batch_record(batch: Batch) -> dict[str, Any]:
+    """A dead letter's view of a whole batch: every write, in a form that can be read and re-applied."""
+    return {"upserts": [[u.collection, u.key, {"$inc": u.inc, "$set": u.set, "$setOnInsert": u.set_on_insert,
+                                                "$max": u.max, "$min": u.min}] for u in batch.upserts],
+            "members": [[[m.key.set, m.key.game, m.key.area, m.key.plat, m.key.ts, m.key.sub],
+                         sorted(map(str, m.members))] for m in batch.members],
+            "seen": batch.seen}
 
 
 @dataclass
@@ -62,12 +76,17 @@ class Counters:
     flushes: int = 0
     lost: int = 0
     store_retries: int = 0
+    #: Spouts: times the source was read again from its last committed position.
+    rewinds: int = 0
+    #: Bolts: checkpoint barriers that came out of sequence (tuples lost on the way).
+    gaps: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {"received": dict(self.received), "emitted": dict(self.emitted), "rejected": self.rejected,
                 "deduplicated": self.deduplicated, "ignored": self.ignored, "combined": self.combined,
                 "errors": self.errors,
-                "flushes": self.flushes, "lost": self.lost, "store_retries": self.store_retries}
+                "flushes": self.flushes, "lost": self.lost, "store_retries": self.store_retries,
+                "rewinds": self.rewinds, "gaps": self.gaps}
 
 
 @dataclass
@@ -88,6 +107,11 @@ class Context:
     #: Bolts: the process's shared subscription (each frame received and decoded once for
     #: every local bolt); None: a socket of the bolt's own.
     subscriptions: SharedSubscriber | None = None
+    #: Spouts: the bolts downstream that must store an epoch before its position is committed
+    #: (None: no checkpoints, positions are saved as records are read).
+    ackers: frozenset[str] | None = frozenset()
+    #: Bolts: spout -> the links (producer, topic) into this bolt that carry its tuples.
+    origin_links: dict[str, frozenset[Link]] = field(default_factory=dict)
 
 
 class Component:
@@ -188,6 +212,14 @@ class Spout(Component):
     source: ClassVar[str] = ""
     #: Seconds to wait when next_tuple() found nothing (it must never block long).
     idle_sleep: ClassVar[float] = 0.05
+    #: Open a checkpoint epoch this often (seconds): its source position is committed once every
+    #: bolt downstream has stored what was read before it (analytics/checkpoint.py).
+    checkpoint_seconds: ClassVar[float] = 1.0
+    #: An epoch not stored downstream within this many seconds makes the spout read again from
+    #: its last committed position (a bolt or the broker died and lost what it held).
+    checkpoint_timeout: ClassVar[float] = 30.0
+    #: On a clean stop, wait this long for the last epoch to be stored before exiting.
+    checkpoint_stop_wait: ClassVar[float] = 5.0
 
     def __init__(self, ctx: Context, name: str | None = None, **options: Any) -> None:
         super().__init__(ctx, name, **options)
@@ -197,10 +229,24 @@ class Spout(Component):
                                     rotate_seconds=int(self.option("rotate_seconds", 3600)),
                                     max_bytes=int(self.option("rotate_bytes", 256 * 1024 * 1024)),
                                     fsync=bool(self.option("fsync", False)), clock=ctx.clock)
+        self.checkpoints: SpoutCheckpoints | None = None
+        self._acks: Subscriber | None = None
 
     def next_tuple(self) -> bool:
         """Emit zero or more tuples. Return False when a finite source is exhausted."""
         raise NotImplementedError
+
+    # -- checkpoint hooks (a spout whose source can be read again implements them) ---------
+    def position(self) -> Any:
+        """Where the source is now, after everything emitted so far; None: no checkpoints
+        (stdin, a replay of files that saves no offsets)."""
+        return None
+
+    def commit_position(self, position: Any) -> None:
+        """Everything read before `position` is stored downstream: save it (a restart resumes there)."""
+
+    def rewind_to(self, position: Any) -> None:
+        """Read again from `position` (the last committed one): something downstream lost tuples."""
 
     def emit(self, topic: str, body: dict[str, Any], *, id: str, ts: int, raw: bytes | str | None = None) -> None:
         """Publish one tuple; its raw record goes to the disk log first (written before any send)."""
@@ -215,8 +261,12 @@ class Spout(Component):
             if not self._safely(self.initialize):
                 self.health = {"state": "failing", "reason": "initialize failed"}
                 return
+            self._start_checkpoints()
             calls = 0
             self.started_at = self.ctx.clock()
+            every = float(self.option("checkpoint_seconds", type(self).checkpoint_seconds))
+            clock = time.monotonic
+            next_checkpoint = clock() + every
             while not self.stopping:
                 emitted_before = sum(self.counters.emitted.values())
                 more = True
@@ -228,6 +278,11 @@ class Spout(Component):
                     self.dead_letters.write("", f"error: {type(exc).__name__}: {exc} in next_tuple")
                     gevent.sleep(self.idle_sleep)
                 self.publisher.maybe_flush()
+                if self.checkpoints is not None:
+                    now = clock()
+                    if now >= next_checkpoint:
+                        next_checkpoint = now + every
+                        self._checkpoint(now)
                 if more is False:
                     break
                 calls += 1
@@ -238,6 +293,8 @@ class Spout(Component):
             self._safely(self.close)
             if self.disk_log is not None:
                 self.disk_log.flush()
+            if self.checkpoints is not None:
+                self._last_checkpoint()
             self.publisher.barrier(self.emits, self._barrier_info())
             self.publisher.report({"event": "eos", "component": self.name, "role": self.role,
                                    "started_at": self.started_at, "at": self.ctx.clock(),
@@ -247,9 +304,94 @@ class Spout(Component):
         finally:
             if self.disk_log is not None:
                 self.disk_log.close()
+            if self._acks is not None:
+                self._acks.close()
             self.dead_letters.close()
             self.publisher.close()
             self.finished.set()
+
+    # -- checkpoints -------------------------------------------------------------------
+    def _start_checkpoints(self) -> None:
+        """Checkpoints are on when the source can tell its position (files, HTTP cursors)."""
+        start = self.position()
+        if start is None or self.ctx.ackers is None:
+            return
+        timeout = float(self.option("checkpoint_timeout", type(self).checkpoint_timeout))
+        self.checkpoints = SpoutCheckpoints(self.name, self.ctx.ackers, start, timeout=timeout)
+        self._acks = Subscriber(self.ctx.zmq, self.ctx.sender, f"_acks.{self.name}", [CTL_TOPIC],
+                                hwm=self.settings.broker.hwm)
+        self.log.info("%s: checkpoints every %ss, committed once stored by %d bolt(s)", self.name,
+                      self.option("checkpoint_seconds", type(self).checkpoint_seconds), len(self.ctx.ackers))
+
+    def _checkpoint(self, now: float) -> None:
+        """Take acks, commit what every bolt downstream stored, rewind on a gap, open the next epoch."""
+        cp = self.checkpoints
+        self._read_acks()
+        done = cp.to_commit(now)
+        if done is not None:
+            self._safely(self.commit_position, done)
+        why = cp.overdue(now)
+        if why:
+            self.log.warning("%s: %s; reading again from the last committed position", self.name, why)
+            self.counters.rewinds += 1
+            self.publisher.flush()
+            origin = cp.rewind()
+            self.publisher.checkpoint(self.emits, [list(origin)])
+            self._safely(self.rewind_to, cp.committed)
+            return
+        if self.disk_log is not None:
+            self.disk_log.flush()
+        origin = cp.begin(self.position(), now)
+        self.publisher.checkpoint(self.emits, [list(origin)])
+
+    def _read_acks(self) -> None:
+        cp = self.checkpoints
+        while True:
+            msg = self._acks.recv_nowait() if self._acks is not None else None
+            if msg is None:
+                return
+            if msg.kind != REPORT:
+                continue
+            try:
+                info = decode_obj(msg.payload)
+            except CodecError:
+                continue
+            event = info.get("event")
+            if event not in ("ack", "nack"):
+                continue
+            for origin in info.get("origins", ()):
+                if not (isinstance(origin, list) and len(origin) == 3 and origin[0] == self.name):
+                    continue
+                if event == "ack":
+                    cp.ack(str(info.get("bolt", "")), str(origin[1]), int(origin[2]))
+                else:
+                    cp.nack(str(origin[1]), f"{info.get('bolt')} reported a gap: {info.get('reason', '')}")
+
+    def _last_checkpoint(self) -> None:
+        """On a clean stop: one last epoch, and a short wait for it to be stored and committed."""
+        cp = self.checkpoints
+        self.publisher.flush()
+        now = time.monotonic()
+        cp.begin(self.position(), now)
+        self.publisher.checkpoint(self.emits, [[cp.spout, cp.gen, cp.n]])
+        deadline = now + float(self.option("checkpoint_stop_wait", type(self).checkpoint_stop_wait))
+        while cp.open and time.monotonic() < deadline and not cp.failed:
+            gevent.sleep(0.02)
+            self._read_acks()
+            done = cp.to_commit(time.monotonic())
+            if done is not None:
+                self._safely(self.commit_position, done)
+        if cp.open:
+            self.log.info("%s: stopping with %d epoch(s) not yet stored downstream; they are read again "
+                          "at the next start", self.name, len(cp.open))
+
+    def stats(self) -> dict[str, Any]:
+        out = super().stats()
+        cp = self.checkpoints
+        if cp is not None:
+            out["checkpoints"] = {"committed": cp.commits, "open": len(cp.open), "rewinds": cp.rewinds,
+                                  "last_commit_age": round(cp.last_commit_age, 3)}
+        return out
 
 
 class Bolt(Component):
@@ -264,6 +406,8 @@ class Bolt(Component):
     flush_seconds: ClassVar[float] = 1.0
     #: Call tick() every this many seconds (timer bolts); None for event-only bolts.
     tick_seconds: ClassVar[float | None] = None
+    #: The first tick after this many seconds (None: after tick_seconds).
+    first_tick_seconds: ClassVar[float | None] = None
     #: Drop tuples whose id this bolt has already counted (needed for sums, not for distinct counts).
     dedupe: ClassVar[bool] = False
 
@@ -280,6 +424,7 @@ class Bolt(Component):
         self._pending = 0
         self._from: dict[tuple[str, str], dict[str, int]] = {}
         self._barriers: dict[tuple[str, str], dict[str, Any]] = {}
+        self.aligner = BarrierAligner(ctx.origin_links)
         self.drained = gevent.event.Event()
         self.subscriber: Subscriber | Inbox | None = None
 
@@ -303,6 +448,11 @@ class Bolt(Component):
     def tick(self, now: float) -> None:
         """Timer bolts: recompute from the store. `now` is the wall clock (event time: self.watermark)."""
 
+    def reset(self) -> None:
+        """Forget in-memory memories of what was already emitted (not what is pending: that is
+        still to be stored). Called when a source rewinds: it sends again what a bolt downstream
+        may have lost, and this bolt must pass it on instead of skipping it as known."""
+
     def emit(self, topic: str, body: dict[str, Any], *, id: str, ts: int) -> None:
         """Queue a derived tuple; it is published after the current flush is stored."""
         self._outbox.append((topic, body, id, ts))
@@ -316,12 +466,17 @@ class Bolt(Component):
         else:
             self.subscriber = Subscriber(self.ctx.zmq, self.ctx.sender, self.name, self.topics,
                                          partitions=self.ctx.partitions, hwm=self.settings.broker.hwm)
+            self.subscriber.on_malformed = lambda frames, reason: self.reject(
+                repr([bytes(f)[:256] for f in frames[:4]]), f"frame: {reason}")
         try:
             if not self._safely(self.initialize):
                 self.health = {"state": "failing", "reason": "initialize failed"}
                 return
             clock = time.monotonic
             last_flush = last_tick = clock()
+            first = self.option("first_tick_seconds", type(self).first_tick_seconds)
+            if self.tick_seconds is not None and first is not None:
+                last_tick -= max(0.0, self.tick_seconds - float(first))
             while not self.stopping:
                 msg = self.subscriber.recv(0.05)
                 handled = 0
@@ -385,6 +540,18 @@ class Bolt(Component):
                     except Exception as exc:  # a bad record or a bug must not stop the bolt
                         self._failed(process, exc, t.body)
             self.watermark = watermark
+        elif msg.kind == CHECKPOINT:
+            try:
+                info = decode_obj(msg.payload)
+                inc, seq = str(info["inc"]), int(info["seq"])
+                parts = info.get("partitions") or {}
+                owned = self.ctx.partitions
+                sent = sum(int(n) for p, n in parts.items() if owned is None or int(p) in owned)
+                origins = list(info.get("origins") or [])
+            except (CodecError, KeyError, TypeError, ValueError, AttributeError) as exc:
+                self.reject(msg.payload, f"codec: bad checkpoint barrier from {msg.producer}: {exc}")
+                return
+            self._on_checkpoint(key, inc, seq, sent, origins)
         elif msg.kind == BARRIER:
             try:
                 info = decode_obj(msg.payload)
@@ -392,6 +559,32 @@ class Bolt(Component):
                 self.reject(msg.payload, f"codec: {exc}")
                 return
             self._on_barrier(key, info)
+        else:
+            self.reject(msg.payload, f"codec: unexpected message kind {msg.kind!r} from {msg.producer}")
+
+    def _on_checkpoint(self, link: Link, inc: str, seq: int, sent: int, origins: list[Any]) -> None:
+        """A checkpoint barrier: check it is in sequence, align it per source, then store,
+        forward and acknowledge the epochs that are complete (or report the gap)."""
+        got = sum(self._from.get(link, {}).values())
+        ok = self.aligner.in_sequence(link, inc, seq, sent, got)
+        aligned, new_gens, nacks = self.aligner.on_barrier(link, origins, ok)
+        if not ok:
+            self.counters.gaps += 1
+            reason = f"barrier {seq} of {link[0]} on {link[1]} out of sequence (tuples lost on the way)"
+            self.log.warning("%s: %s", self.name, reason)
+            if nacks:
+                self.publisher.report({"event": "nack", "bolt": self.name, "reason": reason,
+                                       "origins": [list(o) for o in nacks]})
+        if new_gens:
+            # A source rewound (or this bolt is new): what it sends again must not be skipped here
+            # as already emitted, and the bolts downstream must hear of it before the tuples come.
+            self._safely(self.reset)
+            self.publisher.checkpoint(self.emits, [list(o) for o in new_gens])
+        if aligned:
+            if not self._flush():
+                return   # not stored (stopping with the store out): not acknowledged, read again later
+            self.publisher.checkpoint(self.emits, [list(o) for o in aligned])
+            self.publisher.report({"event": "ack", "bolt": self.name, "origins": [list(o) for o in aligned]})
 
     def _on_barrier(self, key: tuple[str, str], info: dict[str, Any]) -> None:
         sent_parts: dict[str, int] = info.get("partitions", {})
@@ -436,15 +629,26 @@ class Bolt(Component):
         self._safely(self.tick, self.ctx.clock())
         self._flush()
 
-    def _flush(self) -> None:
+    def _flush(self) -> bool:
+        """Store what the bolt holds as one atomic batch, then publish what it derived.
+
+        True once stored (or dead-lettered whole, when the store rejects it for good);
+        False only when stopping with the store still out: nothing is acknowledged
+        then, so the sources read it again at the next start.
+        """
         fresh: list[str] = []
         if self._buffer:
             buffer, self._buffer = self._buffer, []
             ids = list(dict.fromkeys(t.id for t in buffer))
-            unseen = self._with_store(self.store.unseen, self.name, ids)
-            if unseen is None:
-                self._buffer = buffer + self._buffer  # give up only on stop; keep for the next try
-                return
+            try:
+                unseen = self._with_store(self.store.unseen, self.name, ids)
+            except StoreError as exc:
+                self._store_rejected(exc, "looking up seen ids",
+                                     {"tuples": [[t.topic, t.id, t.ts, t.body] for t in buffer]})
+                buffer, unseen = [], set()
+            if unseen is _GAVE_UP:
+                self._buffer = buffer + self._buffer  # kept; not acknowledged
+                return False
             for t in buffer:
                 if t.id in unseen:
                     unseen.discard(t.id)
@@ -458,14 +662,24 @@ class Bolt(Component):
         if fresh:
             batch.mark_seen(self.name, fresh)
         if batch:
-            if self._with_store(self.store.apply, batch) is None and not self.stopping:
-                return
+            try:
+                if self._with_store(self.store.apply, batch) is _GAVE_UP:
+                    return False
+            except StoreError as exc:
+                self._store_rejected(exc, "applying a batch", _batch_record(batch))
         self._pending = 0
         self.counters.flushes += 1
         self._publish_outbox()
         if self._safely(self.after_flush):
             self._publish_outbox()
         self.publisher.flush()
+        return True
+
+    def _store_rejected(self, exc: StoreError, doing: str, record: Any) -> None:
+        """The store refused for good (not an outage): dead-letter the whole batch, count it, go on."""
+        self.counters.errors += 1
+        self.log.error("%s: store rejected %s: %s; dead-lettered whole", self.name, doing, exc)
+        self.dead_letters.write(record, f"store: {doing}: {exc}")
 
     def _publish_outbox(self) -> None:
         outbox, self._outbox = self._outbox, []
@@ -475,8 +689,10 @@ class Bolt(Component):
     def _with_store(self, call: Callable[..., Any], *args: Any) -> Any:
         """Call the store, retrying an outage with backoff (the loop does not read meanwhile).
 
-        Returns None only when the bolt is stopping and the store is still out after
-        `store_stop_timeout` seconds: what it holds is then in the disk logs to replay.
+        Returns the call's result, or _GAVE_UP when the bolt is stopping and the store is
+        still out after `store_stop_timeout` seconds (nothing is acknowledged then: the
+        sources read it again at the next start). A StoreError that is not an outage (a
+        rejected write, a damaged file) is raised to the caller, which dead-letters the batch.
         """
         delay, waited = 0.05, 0.0
         stop_timeout = float(self.option("store_stop_timeout", 10.0))
@@ -486,7 +702,7 @@ class Bolt(Component):
                 if self.health["state"] != "ok":
                     self.log.warning("%s: store is back after %.1fs", self.name, waited)
                     self.health = {"state": "ok", "reason": ""}
-                return result if result is not None else True
+                return result
             except StoreUnavailable as exc:
                 self.counters.store_retries += 1
                 if self.health["state"] == "ok":
@@ -494,13 +710,8 @@ class Bolt(Component):
                 self.health = {"state": "degraded", "reason": f"store unavailable: {exc}"}
                 if self.stopping and waited >= stop_timeout:
                     self.log.error("%s: stopping with the store still unavailable; %d tuples since the last "
-                                   "flush are not stored: replay the disk logs", self.name, self._pending)
-                    return None
+                                   "stored checkpoint are read again at the next start", self.name, self._pending)
+                    return _GAVE_UP
                 gevent.sleep(delay)
                 waited += delay
                 delay = min(delay * 2, 5.0)
-            except StoreError as exc:
-                self.counters.errors += 1
-                self.log.exception("%s: store rejected a write", self.name)
-                self.dead_letters.write(repr(args)[:10000], f"store: {exc}")
-                return True

@@ -184,8 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     from analytics.component import Bolt, Context
     from analytics.logs import setup_logging
     from analytics.store import open_store
-    from analytics.topology import COORDINATOR, Topology, default_topology
-    from analytics.transport import SharedSubscriber, new_context
+    from analytics.topology import COORDINATOR, Topology, default_topology, shared_subscription
+    from analytics.transport import new_context
 
     args = _parse_args(argv)
     names = args.name.split(",") if args.kind == "component" else []
@@ -215,8 +215,10 @@ def main(argv: list[str] | None = None) -> int:
         expected = args.expect if args.expect is not None else \
             ",".join(topology.bolts) if topology is not None else ""
         receiver, sender = args.receiver or b.receiver, args.sender or b.sender
+        from analytics.deadletter import DeadLetters
         broker = Broker(zctx, receiver, sender, expected=[n for n in expected.split(",") if n],
-                        hwm=b.hwm, hold_when_missing=b.wait_for_subscribers)
+                        hwm=b.hwm, hold_when_missing=b.wait_for_subscribers,
+                        dead_letters=DeadLetters(settings.data_path("deadletter"), "broker"))
         registration = None
         if settings.etcd:
             from analytics.cluster import publish_broker
@@ -253,14 +255,14 @@ def main(argv: list[str] | None = None) -> int:
     any_bolt = any(issubclass(topology.classes[n], Bolt) for n in names)
     store = open_store(settings.store, dedupe_horizon_days=settings.dedupe_horizon_days) if any_bolt else None
     # The worker's bolts share one subscription: each frame is received and decoded once.
-    subscriptions = SharedSubscriber(zctx, sender, hwm=settings.broker.hwm) if any_bolt else None
+    subscriptions = shared_subscription(zctx, sender, settings) if any_bolt else None
     components, registrations = [], []
     for name in names:
         cls = topology.classes[name]
         is_bolt = issubclass(cls, Bolt)
         ctx = Context(settings, zctx, receiver, sender, store=store if is_bolt else None,
-                      expected_barriers=topology.expected_barriers(name) if is_bolt else frozenset(),
-                      disk_log=not args.no_disk_log, subscriptions=subscriptions if is_bolt else None)
+                      disk_log=not args.no_disk_log, subscriptions=subscriptions if is_bolt else None,
+                      **topology.context_wiring(name, settings))
         holder: dict[str, Any] = {}
         assigner = _assigner(settings, name, args.instance, ctx, holder, cluster_opts, label) \
             if is_bolt and args.instance is not None else None

@@ -4,6 +4,7 @@ Every reader has the same small interface, so one spout serves every source:
 
     read(max_records) -> list[bytes] | None   # raw records (lines); [] = nothing now; None = finished
     commit(force=False)                       # what read() returned was emitted: persist the position
+    position() / restore(position)            # the position after what read() returned; read from one
     progress() -> (bytes done, total | None)  # for progress bars (files only)
     close()
     health                                    # {"state": "ok"|"degraded", "reason": ...}
@@ -16,6 +17,11 @@ are saved only by `commit`, which the spout calls after the records were emitted
 (and thus appended to its disk log), so a restart never skips a record. A crash
 between two commits re-reads at most `state_interval` seconds of records; their
 ids are the same, so the bolts' dedupe makes that harmless.
+
+A live spout does better than that (analytics/checkpoint.py): it builds its reader
+without a state file, takes `position()` at each checkpoint, saves it only once
+everything read before it is stored downstream, and `restore`s the reader to the
+last saved position when something downstream lost tuples.
 """
 from __future__ import annotations
 
@@ -52,6 +58,8 @@ class Reader(Protocol):
 
     def read(self, max_records: int) -> list[bytes] | None: ...
     def commit(self, force: bool = False) -> None: ...
+    def position(self) -> Any: ...
+    def restore(self, position: Any) -> None: ...
     def progress(self) -> tuple[int, int | None]: ...
     def close(self) -> None: ...
 
@@ -350,6 +358,23 @@ class FileFollower:
         self._dirty = False
         self.state.save({"files": self.positions()}, force=force)
 
+    def position(self) -> dict[str, Any]:
+        """Where every file is now (what a checkpoint saves): {"files": {inode key: offset...}}."""
+        return {"files": self.positions()}
+
+    def restore(self, position: Mapping[str, Any]) -> None:
+        """Read every file again from `position` (a saved checkpoint); files it does not name from 0."""
+        for f in self._files.values():
+            try:
+                f.fh.close()
+            except OSError:
+                pass
+        self._files.clear()
+        self._saved = dict((position or {}).get("files", {}))
+        self._scanned_at = None
+        self._done_bytes = 0
+        self._finished = False
+
     def progress(self) -> tuple[int, int | None]:
         if self._scanned_at is None:
             self._scan()  # a progress bar asks for the total before the first read
@@ -368,6 +393,7 @@ class FileFollower:
             self.state.flush()
         for f in self._files.values():
             f.fh.close()
+        self._saved = self.positions()   # position() stays right after close (a spout's last checkpoint)
         self._files.clear()
 
 
@@ -440,6 +466,12 @@ class StdinReader:
 
     def commit(self, force: bool = False) -> None:
         pass
+
+    def position(self) -> None:
+        return None   # a stream cannot be read again: no checkpoints
+
+    def restore(self, position: Any) -> None:
+        raise ValueError("stdin cannot be read again")
 
     def progress(self) -> tuple[int, int | None]:
         return self.bytes_read, None
@@ -575,6 +607,10 @@ class PolledReader:
             self._dirty = False
             self.state.save(self.position(), force=force)
 
+    def restore(self, position: Mapping[str, Any]) -> None:
+        """Poll again from `position` (a saved checkpoint)."""
+        raise NotImplementedError
+
     def progress(self) -> tuple[int, int | None]:
         return 0, None
 
@@ -624,6 +660,11 @@ class CursorPoller(PolledReader):
 
     def position(self) -> dict[str, Any]:
         return {"cursor": self.cursor}
+
+    def restore(self, position: Mapping[str, Any]) -> None:
+        if "cursor" in (position or {}):
+            self.cursor = position["cursor"]
+        self.poller.schedule(0.0)
 
 
 class SincePoller(PolledReader):
@@ -678,3 +719,9 @@ class SincePoller(PolledReader):
 
     def position(self) -> dict[str, Any]:
         return {"since": self.since, "boundary": sorted(self.boundary)}
+
+    def restore(self, position: Mapping[str, Any]) -> None:
+        position = position or {}
+        self.since = int(position.get("since", self.since))
+        self.boundary = set(position.get("boundary", []))
+        self.poller.schedule(0.0)

@@ -23,6 +23,7 @@ from analytics.component import Bolt, Component, Context, Spout
 from analytics.config import Settings
 from analytics.transport import CTL_TOPIC, REPORT, SharedSubscriber, Subscriber, new_context, topic_matches
 from analytics.codec import decode_obj
+from analytics.deadletter import DeadLetters
 
 __all__ = ["DEFAULT_COMPONENTS", "ComponentSpec", "Topology", "TopologyError", "LocalRunner",
            "DrainReport", "COORDINATOR", "default_topology", "stages", "worker_groups"]
@@ -60,6 +61,15 @@ DEFAULT_COMPONENTS: list[tuple[str, str]] = [
     ("cohortltv", "bolts.cohorts:CohortLtvBolt"),
     ("funnelday", "bolts.cohorts:FunnelDayBolt"),
 ]
+
+def shared_subscription(zctx: Any, sender: str, settings: Settings) -> SharedSubscriber:
+    """The one SUB socket of a process's bolts; what arrives malformed goes to deadletter/subscriber.jsonl."""
+    sub = SharedSubscriber(zctx, sender, hwm=settings.broker.hwm)
+    letters = DeadLetters(settings.data_path("deadletter"), "subscriber")
+    sub.on_malformed = lambda frames, reason: letters.write(repr([bytes(f)[:256] for f in frames[:4]]),
+                                                            f"frame: {reason}")
+    return sub
+
 
 #: Name under which a runner listens for drain reports.
 COORDINATOR = "_coordinator"
@@ -134,6 +144,51 @@ class Topology:
         """The (producer, topic) barriers a bolt must see before it has drained."""
         patterns = self.classes[bolt].topics
         return frozenset((p, t) for p, t in self.emitted() if any(topic_matches(pat, t) for pat in patterns))
+
+    def upstream_spouts(self, name: str) -> frozenset[str]:
+        """The spouts whose tuples reach `name`, directly or through other bolts."""
+        if name in self.classes and issubclass(self.classes[name], Spout):
+            return frozenset({name})
+        if getattr(self, "_upstream", None) is None:
+            spouts = set(self.spouts)
+            inputs = {b: [p for p, _ in self.expected_barriers(b)] for b in self.bolts}
+            found: dict[str, set[str]] = {b: set() for b in self.bolts}
+            grew = True
+            while grew:
+                grew = False
+                for bolt, producers in inputs.items():
+                    before = len(found[bolt])
+                    for producer in producers:
+                        found[bolt] |= {producer} if producer in spouts else found.get(producer, set())
+                    grew |= len(found[bolt]) != before
+            self._upstream = {b: frozenset(v) for b, v in found.items()}
+        return self._upstream.get(name, frozenset())
+
+    def origin_links(self, bolt: str) -> dict[str, frozenset[tuple[str, str]]]:
+        """Per spout, the links (producer, topic) into `bolt` that carry its tuples: where the
+        bolt waits for that spout's checkpoint barriers before it acknowledges an epoch."""
+        out: dict[str, set[tuple[str, str]]] = {}
+        for producer, topic in self.expected_barriers(bolt):
+            for spout in self.upstream_spouts(producer):
+                out.setdefault(spout, set()).add((producer, topic))
+        return {s: frozenset(links) for s, links in out.items()}
+
+    def ackers(self, spout: str) -> frozenset[str]:
+        """The bolts that must store a checkpoint epoch of `spout` before its position is committed."""
+        return frozenset(b for b in self.bolts if spout in self.upstream_spouts(b))
+
+    def context_wiring(self, name: str, settings: Settings) -> dict[str, Any]:
+        """What a component's Context needs from the wiring (barriers it expects, checkpoint links).
+
+        A spout feeding a bolt that runs as several partitioned instances gets no checkpoints
+        (ackers None): its positions are saved as it reads, as before (docs/operations.md).
+        """
+        if issubclass(self.classes[name], Bolt):
+            return {"expected_barriers": self.expected_barriers(name), "origin_links": self.origin_links(name)}
+        ackers = self.ackers(name)
+        if any(settings.component(b).get("instances", 1) != 1 for b in ackers):
+            return {"ackers": None}
+        return {"ackers": ackers}
 
     def with_spouts(self, spouts: Iterable[ComponentSpec]) -> "Topology":
         """This topology's bolts fed by other spouts (a replay): every bolt that one of them
@@ -358,9 +413,10 @@ class LocalRunner:
             receivers.append(b.receiver)
             senders.append(b.sender)
         self.broker = Broker(self.zmq, receivers, senders, expected=expected, hwm=b.hwm,
-                             hold_when_missing=b.wait_for_subscribers).start()
+                             hold_when_missing=b.wait_for_subscribers,
+                             dead_letters=DeadLetters(self.settings.data_path("deadletter"), "broker")).start()
         self.coordinator = Coordinator(self.zmq, self.sender, self.topology, hwm=b.hwm)
-        self.subscriptions = SharedSubscriber(self.zmq, self.sender, hwm=b.hwm)
+        self.subscriptions = shared_subscription(self.zmq, self.sender, self.settings)
         for name in self.topology.bolts:
             self._spawn(name)
         for name in self.topology.spouts:
@@ -370,8 +426,8 @@ class LocalRunner:
     def _spawn(self, name: str) -> None:
         spec, cls = self.topology.specs[name], self.topology.classes[name]
         ctx = Context(self.settings, self.zmq, self.receiver, self.sender, store=self.store, clock=self.clock,
-                      expected_barriers=self.topology.expected_barriers(name) if issubclass(cls, Bolt) else frozenset(),
-                      disk_log=self.disk_log, subscriptions=self.subscriptions)
+                      disk_log=self.disk_log, subscriptions=self.subscriptions,
+                      **self.topology.context_wiring(name, self.settings))
         component = cls(ctx, name, **spec.options)
         self.components[name] = component
         g = gevent.spawn(component.run)

@@ -93,6 +93,7 @@ class DistinctPeriods:
     def __init__(self, period: str, keep_periods: int) -> None:
         self.period = period
         self._start = period_function(period)
+        self._recent_periods = keep_periods
         self._recent = RecentMembers(keep_periods)
         self._pending: dict[PeriodKey, set[str]] = {}
 
@@ -111,6 +112,10 @@ class DistinctPeriods:
     def take(self) -> dict[PeriodKey, set[str]]:
         pending, self._pending = self._pending, {}
         return pending
+
+    def forget(self) -> None:
+        """Forget who was already taken (the pending users stay): they count as new again."""
+        self._recent = RecentMembers(self._recent_periods)
 
     def __bool__(self) -> bool:
         return bool(self._pending)
@@ -175,6 +180,10 @@ class HourCountBolt(Bolt):
         for uid in uids:
             self.periods.add(server, uid, ts, tz)
 
+    def reset(self) -> None:
+        """A source rewound: forward its users again even if they were forwarded before."""
+        self.periods.forget()
+
     def flush(self, batch: Batch) -> None:
         k = self.kind
         chunk = int(self.option("userlist_chunk", self.userlist_chunk))
@@ -211,6 +220,10 @@ class DayCountBolt(Bolt):
         tz = self.settings.tz_of(server.game)
         for uid in users:
             self.periods.add(server, uid, ts, tz)
+
+    def reset(self) -> None:
+        """A source rewound: write and announce its users' days again even if done before."""
+        self.periods.forget()
 
     def flush(self, batch: Batch) -> None:
         k = self.kind

@@ -126,6 +126,11 @@ class TimerBolt(Bolt):
     startup_days: ClassVar[float] = 2
     #: The collection this bolt writes.
     collection: ClassVar[str] = ""
+    #: The first tick comes this many seconds after start (it loads the periods a previous run
+    #: left dirty, so a restart brings timer figures back without waiting a whole tick_seconds).
+    first_tick_seconds: ClassVar[float | None] = 5.0
+    #: Where timer bolts keep the periods still to recompute (part of each flush: checkpointed state).
+    STATE_COLLECTION: ClassVar[str] = "bolt_state"
     #: State topic -> the membership set whose period keys stand for its tuples (start-up scan).
     sources: ClassVar[dict[str, str]] = {}
 
@@ -145,6 +150,8 @@ class TimerBolt(Bolt):
         self.written = 0
         self._upserts: list[tuple[dict[str, Any], dict[str, Any]]] = []
         self._last_refresh: float | None = None
+        #: The dirty periods as last stored (None: not loaded yet).
+        self._stored_dirty: set[PeriodKey] | None = None
 
     # -- subclass hooks ----------------------------------------------------------------
     def dirtied(self, topic: str, day: int, tz: str) -> Iterable[int]:
@@ -179,6 +186,7 @@ class TimerBolt(Bolt):
 
     def tick(self, now: float) -> None:
         """Recompute every dirty period (plus the current ones when a refresh is due)."""
+        self._load_dirty()
         if not self._scanned:  # here, not in initialize(): a failure is retried next tick
             self.mark_from_store(int(now - self.startup_days * 86400))
             self._scanned = True
@@ -205,11 +213,38 @@ class TimerBolt(Bolt):
         self.log.debug("%s recomputed %d periods (%d member-set reads)", self.name, len(todo), sets.reads)
 
     def flush(self, batch: Batch) -> None:
-        """Move the recomputed figures into the batch as $set upserts."""
+        """Move the recomputed figures into the batch as $set upserts, with the periods still dirty.
+
+        The dirty set is this bolt's state between ticks: stored with each flush that changed
+        it, so a checkpoint acknowledged by this bolt covers the periods it has yet to recompute
+        and a restart (which loads them back) recomputes them.
+        """
         upserts, self._upserts = self._upserts, []
         for key, fields in upserts:
             batch.upsert(self.collection, key, set=fields)
         self.written += len(upserts)
+        self._load_dirty()
+        if self.dirty != self._stored_dirty:
+            batch.upsert(self.STATE_COLLECTION, {"bolt": self.name},
+                         set={"dirty": sorted([k.game, k.area, k.plat, k.ts] for k in self.dirty)})
+            self._stored_dirty = set(self.dirty)
+
+    def _load_dirty(self) -> None:
+        """Once: add the periods a previous run stored as dirty (it stopped before recomputing them)."""
+        if self._stored_dirty is not None:
+            return
+        stored: set[PeriodKey] = set()
+        for doc in self.store.find(self.STATE_COLLECTION, {"bolt": self.name}, sort=()):
+            for item in doc.get("dirty") or ():
+                try:
+                    game, area, plat, ts = item
+                    stored.add(PeriodKey(str(game), str(area), str(plat), int(ts)))
+                except (TypeError, ValueError):
+                    self.reject(item, f"{self.STATE_COLLECTION}: bad dirty period {item!r:.80}")
+        if stored:
+            self.log.info("%s: %d period(s) left dirty by the previous run", self.name, len(stored))
+        self.dirty |= stored
+        self._stored_dirty = stored
 
     def mark_from_store(self, ts_from: int, ts_to: int | None = None) -> int:
         """Mark dirty what the state tuples of the days in [ts_from, ts_to) would; returns the days found.

@@ -130,6 +130,14 @@ class SourceSpout(Spout):
                                min_interval=float(self.option("state_interval", 1.0)),
                                fsync=bool(self.option("fsync", False)))
         self.reader: Reader = self._make_reader()
+        #: Checkpointed: the reader's position is saved only once what was read before it is stored
+        #: downstream (Spout.commit_position), never by the reader itself. On for every source that
+        #: keeps a position (files and HTTP, unless `resume = false`: a replay), unless
+        #: `checkpoints = false` (then positions are saved as records are emitted, as before).
+        self.checkpointed = bool(self.option("checkpoints", True)) and ctx.ackers is not None \
+            and getattr(self.reader, "state", None) is not None
+        if self.checkpointed:
+            self.reader.state = None   # the spout saves positions, when they are stored downstream
 
     # -- readers ---------------------------------------------------------------------------
     def _make_reader(self) -> Reader:
@@ -210,10 +218,21 @@ class SourceSpout(Spout):
             self.dead_letters.write(raw, f"error: {type(exc).__name__}: {exc}")
 
     def commit(self, force: bool = False) -> None:
-        """Save the reader's position: after the records were emitted and the disk log flushed."""
+        """Flush the disk log; without checkpoints, also save the reader's position (the records were emitted)."""
         if self.disk_log is not None:
             self.disk_log.flush()
-        self.reader.commit(force)
+        if not self.checkpointed:
+            self.reader.commit(force)
+
+    # -- checkpoints (component.Spout) -----------------------------------------------------
+    def position(self) -> Any:
+        return self.reader.position() if self.checkpointed else None
+
+    def commit_position(self, position: Any) -> None:
+        self.state.save(position, force=True)
+
+    def rewind_to(self, position: Any) -> None:
+        self.reader.restore(position)
 
     def progress(self) -> tuple[int, int | None]:
         """(bytes done, total bytes or None): what a replay progress bar shows."""

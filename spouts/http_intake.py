@@ -3,23 +3,29 @@
 initialize() starts the server on [http] host/port (default 127.0.0.1:8600;
 port 0 picks a free one, see `port`) serving analytics.web's falcon app: the
 intake routes, plus the stats API and dashboard when the spout has a store.
-Handlers validate events and put them on a bounded queue; next_tuple drains up
-to `drain_per_call` of them and emits each on "gamelog.<code>" with the gamelog
-spout's body {game, area, plat, uid, ts, code, data}, id = record_id of the
-event's canonical JSON, raw = that canonical JSON (so data/http_*.txt holds
-what was accepted). A full queue answers 503 + Retry-After.
+
+Exactly once from the client's 200 on: handlers validate events and append
+their canonical JSON to the intake log, data/http_YYYYMMDDHHMM.txt, answering
+200 only once it is flushed (group commit over `commit_ms`; `fsync = true`
+in [sources.http] to survive a power cut, not just a process crash). The spout
+follows that log like any file, with checkpointed positions (a restart resumes
+from what every bolt has stored), and emits each event on "gamelog.<code>" with
+the gamelog spout's body {game, area, plat, uid, ts, code, data}, id =
+record_id of the canonical JSON. A log that cannot be written, or a spout more
+than `queue_size` events behind, answers 503 + Retry-After.
 
 Replaying its disk log: the same spout with `files=[...]` reads the lines
 instead of serving HTTP (validation and ids are the same).
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import gevent.event
 
 from analytics.component import Context
-from analytics.sources import Reader
+from analytics.disklog import DiskLog, GroupCommitLog
+from analytics.sources import FileFollower, Reader
 from analytics.store import open_store
 from analytics.web.events import Accepted, validate
 from analytics.web.intake import Intake, IntakeSettings
@@ -29,46 +35,36 @@ from spouts.gamelog import GAMELOG_CODES
 __all__ = ["HttpIntakeSpout"]
 
 
-class _Idle:
-    """The reader of a serving spout: the queue is read by next_tuple itself."""
-    health = {"state": "ok", "reason": ""}
-
-    def read(self, max_records: int) -> list[bytes]:
-        return []
-
-    def commit(self, force: bool = False) -> None:
-        pass
-
-    def progress(self) -> tuple[int, int | None]:
-        return 0, None
-
-    def close(self) -> None:
-        pass
-
-
 class HttpIntakeSpout(SourceSpout):
     name = "http"
     source = "http"
     emits = tuple(f"gamelog.{code}" for code in GAMELOG_CODES)
-    #: Events emitted per next_tuple call (the [http] drain_per_call option overrides it).
-    drain_per_call: ClassVar[int] = 500
 
     def __init__(self, ctx: Context, name: str | None = None, **options: Any) -> None:
         self.http_table: dict[str, Any] = dict(ctx.settings.extra.get("http", {}))
         super().__init__(ctx, name, **options)
         self.intake_settings = IntakeSettings.from_table(self.http_table)
         self.intake: Intake | None = None
+        self.intake_log: GroupCommitLog | None = None
+        if self.serving:
+            # The intake log is this spout's disk log: written by the handlers, read by the reader.
+            self.disk_log = None
         self.server: Any = None
         self._own_store: Any = None
         self.live: Any = None
         #: Set once the server listens (tests and the bench wait on it).
         self.ready = gevent.event.Event()
-        self.drain_per_call = int(self.http_table.get("drain_per_call", type(self).drain_per_call))
+        #: Events read from the intake log per next_tuple call ([http] drain_per_call).
+        self.chunk_records = int(self.http_table.get("drain_per_call", self.chunk_records))
 
     def _make_reader(self) -> Reader:
         if self.option("files"):
             return super()._make_reader()
-        return _Idle()
+        resume = bool(self.option("resume", True))
+        return FileFollower([str(self.settings.data_path(f"{self.name}_*.txt"))], self.state if resume else None,
+                            follow=True, max_line_bytes=self.max_line_bytes, resume=resume,
+                            rescan_seconds=float(self.option("rescan_seconds", 1.0)),
+                            rotate_grace=float(self.option("rotate_grace", 1.0)))
 
     @property
     def serving(self) -> bool:
@@ -87,7 +83,13 @@ class HttpIntakeSpout(SourceSpout):
             return
         from analytics.web.app import create_app
         from analytics.web.server import WebServer
-        self.intake = Intake(self.intake_settings, reject=self.reject, clock=self.ctx.clock)
+        self.intake_log = GroupCommitLog(
+            DiskLog(self.settings.data_dir, self.name, rotate_seconds=int(self.option("rotate_seconds", 3600)),
+                    max_bytes=int(self.option("rotate_bytes", 256 * 1024 * 1024)),
+                    fsync=bool(self.option("fsync", False)), clock=self.ctx.clock),
+            commit_ms=self.intake_settings.commit_ms)
+        self.intake = Intake(self.intake_settings, log=self.intake_log.append, reject=self.reject,
+                             clock=self.ctx.clock)
         store = self.ctx.store
         if store is None and self.http_table.get("serve_api", True):
             store = self._own_store = open_store(self.settings.store)
@@ -102,15 +104,10 @@ class HttpIntakeSpout(SourceSpout):
         self.log.info("http intake listening on %s", self.server.url)
         self.ready.set()
 
-    def next_tuple(self) -> bool:
-        if not self.serving:
-            return super().next_tuple()
-        items = self.intake.drain(self.drain_per_call)
-        for a in items:
-            self.emit(a.topic, a.body, id=a.id, ts=a.body["ts"], raw=a.raw)
-        if items and self.disk_log is not None:
-            self.disk_log.flush()
-        return True
+    def _handle_one(self, raw: bytes, now: float) -> None:
+        if self.intake is not None:
+            self.intake.consumed += 1
+        super()._handle_one(raw, now)
 
     def handle(self, raw: bytes, now: float) -> None:
         """Replay of a disk-log line: the same validation and id as when it came over HTTP."""
@@ -120,7 +117,7 @@ class HttpIntakeSpout(SourceSpout):
     def stats(self) -> dict[str, Any]:
         out = super().stats()
         if self.intake is not None:
-            out["http"] = {"queued": self.intake.queue.qsize(), "accepted": dict(self.intake.accepted),
+            out["http"] = {"queued": self.intake.backlog, "accepted": dict(self.intake.accepted),
                            "busy": self.intake.busy}
         return out
 
@@ -128,9 +125,15 @@ class HttpIntakeSpout(SourceSpout):
         if self.live is not None:
             self.live.close()  # ends the open event streams, so the server stops at once
         if self.server is not None:
-            self.server.stop(timeout=2)  # stop taking requests, then emit what is queued
-            for a in self.intake.drain(self.intake.queue.qsize()):
-                self.emit(a.topic, a.body, id=a.id, ts=a.body["ts"], raw=a.raw)
+            self.server.stop(timeout=2)  # stop taking requests, then emit what the log still holds
+            self.intake_log.close()
+            for _ in range(10_000):
+                items = self.reader.read(self.chunk_records)
+                if not items:
+                    break
+                now = self.ctx.clock()
+                for raw in items:
+                    self._handle_one(raw, now)
         if self._own_store is not None:
             self._own_store.close()
         super().close()

@@ -46,14 +46,20 @@ class PaymentPoller(PolledReader):
         self.clock = clock
         self.requery_delay = requery_delay
         self.start = start
-        saved = (state.load() if state is not None else {}).get("games", {})
+        self._names = list(games)
+        self.restore(state.load() if state is not None else {})
+        self._dirty = False
+
+    def restore(self, position: dict[str, Any]) -> None:
+        """Poll again from `position` (saved by `position()`; {} for the start)."""
+        saved = (position or {}).get("games", {})
         self.games: dict[str, dict[str, Any]] = {}
-        for g in games:
+        for g in self._names:
             st = saved.get(g) or {}
             self.games[g] = {"start": st.get("start"), "requery": [list(x) for x in st.get("requery", [])],
                              "seen": {k: list(v) for k, v in st.get("seen", {}).items()}}
         self._seen = {g: {k: set(v) for k, v in st["seen"].items()} for g, st in self.games.items()}
-        self._dirty = False
+        self.poller.schedule(0.0)
 
     def _query(self, game: str, start: int, end: int) -> list[Any] | None:
         data = self.poller.get_json({"game": game, "start": start, "end": end})
@@ -116,7 +122,7 @@ class PaymentPoller(PolledReader):
             self._dirty = True
 
     def position(self) -> dict[str, Any]:
-        return {"games": {g: {"start": st["start"], "requery": st["requery"],
+        return {"games": {g: {"start": st["start"], "requery": [list(x) for x in st["requery"]],
                               "seen": {k: sorted(v) for k, v in self._seen[g].items()}}
                           for g, st in self.games.items()}}
 

@@ -1,8 +1,12 @@
 """The HTTP intake's request handlers: event save (one, JSON array, NDJSON) and the GIF beacon.
 
-Handlers validate (analytics.web.events) and put accepted events on a bounded
-gevent queue that HttpIntakeSpout.next_tuple drains; a full queue answers 503
-with Retry-After, so a burst is pushed back to the clients, never dropped.
+Handlers validate (analytics.web.events) and hand accepted events to the intake
+log (disklog.GroupCommitLog): a request is answered 200 only once its events are
+appended and flushed to data/http_*.txt, which HttpIntakeSpout follows like any
+file, with checkpointed positions. A log that cannot be written answers 503 (and
+the event is never acknowledged); so does a backlog of more than `queue_size`
+events that the spout has not read yet: a burst is pushed back to the clients,
+never dropped.
 """
 from __future__ import annotations
 
@@ -14,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import falcon
-import gevent.queue
 
 from analytics.web.events import Accepted, Invalid, Limits, from_query, parse_batch, validate
 
@@ -35,8 +38,10 @@ class IntakeSettings:
     max_body_bytes: int = 1 << 20
     #: Most events in one batch request (413 beyond).
     max_batch: int = 1000
-    #: Accepted events waiting for the spout; when full, requests get 503.
+    #: Accepted events the spout has not read yet; beyond it, requests get 503.
     queue_size: int = 10000
+    #: Milliseconds an event may wait for others to share its disk write and flush (group commit).
+    commit_ms: float = 2.0
     #: Seconds a 503 tells the client to wait (Retry-After).
     retry_after: int = 1
     #: API key -> source name; empty: no key needed.
@@ -56,22 +61,34 @@ class IntakeSettings:
                    max_batch=int(table.get("max_batch", cls.max_batch)),
                    queue_size=int(table.get("queue_size", cls.queue_size)),
                    retry_after=int(table.get("retry_after", cls.retry_after)),
+                   commit_ms=float(table.get("commit_ms", cls.commit_ms)),
                    api_keys=dict(keys), limits=Limits(**lim))
 
 
 class Intake:
-    """What the handlers share with the spout: the queue, the limits, keys, counters."""
+    """What the handlers share with the spout: the intake log, the limits, keys, counters."""
 
-    def __init__(self, settings: IntakeSettings, *, reject: Callable[[Any, str], None] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, settings: IntakeSettings, *, log: Callable[[list[bytes]], None] | None = None,
+                 reject: Callable[[Any, str], None] | None = None, clock: Callable[[], float] = time.time) -> None:
+        """`log(raws)` returns once the raw events are on disk, or raises OSError (None: nowhere,
+        for tests of the handlers alone)."""
         self.settings = settings
-        self.queue: gevent.queue.Queue = gevent.queue.Queue(maxsize=settings.queue_size)
+        self.log = log
         self.reject = reject or (lambda raw, reason: None)
         self.clock = clock
         #: Accepted events per source name ('' without API keys), and 503 answers.
         self.accepted: dict[str, int] = {}
         self.rejected = 0
         self.busy = 0
+        #: Events written to the log, and read back by the spout (backlog = the difference).
+        self.appended = 0
+        self.consumed = 0
+        #: Why the last request was refused with 503 (the answer's reason).
+        self.refusal = ""
+
+    @property
+    def backlog(self) -> int:
+        return max(0, self.appended - self.consumed)
 
     def source_of(self, key: str | None) -> str | None:
         """The source name an API key stands for; '' when no keys are configured; None if refused."""
@@ -94,26 +111,31 @@ class Intake:
             raise
 
     def room(self) -> int:
-        return self.settings.queue_size - self.queue.qsize()
+        return self.settings.queue_size - self.backlog
 
     def put(self, items: list[Accepted], source: str) -> bool:
-        """Queue all of `items` or none of them (False: the queue is full)."""
+        """Write all of `items` to the intake log, or none of them; True once they are on disk.
+
+        False (answer 503) when the spout is `queue_size` events behind, or the log cannot
+        be written: `refusal` says which.
+        """
         if len(items) > self.room():
             self.busy += 1
+            self.refusal = (f"intake queue is full ({self.settings.queue_size} events): retry after "
+                            f"{self.settings.retry_after}s")
             return False
-        for a in items:
-            self.queue.put_nowait(a)
+        if self.log is not None:
+            try:
+                self.log([a.raw for a in items])
+            except OSError as exc:
+                self.busy += 1
+                self.refusal = f"intake log cannot be written ({type(exc).__name__}): retry after " \
+                               f"{self.settings.retry_after}s"
+                log.error("intake: %d event(s) refused, the intake log cannot be written: %s", len(items), exc)
+                return False
+        self.appended += len(items)
         self.accepted[source] = self.accepted.get(source, 0) + len(items)
         return True
-
-    def drain(self, n: int) -> list[Accepted]:
-        out = []
-        while len(out) < n:
-            try:
-                out.append(self.queue.get_nowait())
-            except gevent.queue.Empty:
-                break
-        return out
 
 
 def _fail(status: str, message: str, **headers: str) -> falcon.HTTPError:
@@ -175,8 +197,7 @@ class EventSaveResource:
 
     def _busy(self) -> falcon.HTTPError:
         st = self.intake.settings
-        return _fail(falcon.HTTP_503, f"intake queue is full ({st.queue_size} events): retry after "
-                                      f"{st.retry_after}s", **{"Retry-After": str(st.retry_after)})
+        return _fail(falcon.HTTP_503, self.intake.refusal, **{"Retry-After": str(st.retry_after)})
 
 
 class PixelResource:
@@ -219,4 +240,4 @@ class PixelResource:
             return
         if not intake.put([accepted], source):
             # Not dropped silently: the event waits in the dead letters for a replay.
-            intake.reject(accepted.raw, "busy: intake queue full (beacon; replay from the dead letters)")
+            intake.reject(accepted.raw, f"busy: {intake.refusal} (beacon; replay from the dead letters)")

@@ -165,4 +165,4 @@ def test_a_full_queue_answers_503_with_retry_after(tmp_path):
     r = client.simulate_get("/pixel.gif", params=dict(EV, uid="e"))
     assert r.status_code == 200 and r.headers["Cache-Control"].startswith("no-cache")
     assert rejected and rejected[-1].startswith("busy:")  # the beacon event waits in the dead letters
-    assert intake.queue.qsize() == 2 and intake.busy == 3
+    assert intake.backlog == 2 and intake.busy == 3
