@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import gevent
+import gevent.event
 
 from analytics.config import Settings
 from analytics.store import open_store
@@ -114,7 +115,12 @@ def _progress_bar(runner: LocalRunner, topology: Topology) -> gevent.Greenlet | 
 
 
 def run_forever(settings: Settings, only: Iterable[str] | None = None) -> int:
-    """Run the configured topology in the foreground until SIGTERM/SIGINT, then drain and exit 0."""
+    """Run the configured topology in the foreground until SIGTERM/SIGINT, then drain and exit 0.
+
+    Never half alive: if the broker or a component dies (an error the base classes do not
+    absorb), the rest is stopped (each bolt stores what it holds) and the run exits 1, so
+    that its supervisor restarts it; checkpoints make the restart exact.
+    """
     topology = default_topology(settings, only)
     store = open_store(settings.store, dedupe_horizon_days=settings.dedupe_horizon_days)
     runner = LocalRunner(topology, settings, store=store, listen=True).start()
@@ -123,8 +129,15 @@ def run_forever(settings: Settings, only: Iterable[str] | None = None) -> int:
     gevent.signal_handler(signal.SIGINT, stop.set)
     log.info("topology running: %d spouts, %d bolts, store %s", len(topology.spouts), len(topology.bolts),
              settings.store)
-    stop.wait()
-    log.info("stopping: flushing every bolt")
+    failed: list[str] = []
+    while not stop.wait(0.5):
+        failed = runner.failures()
+        if failed:
+            log.error("stopping: %s died (%s); exit 1 for the supervisor to restart the run",
+                      "a component" if len(failed) == 1 else f"{len(failed)} components", "; ".join(failed))
+            break
+    else:
+        log.info("stopping: flushing every bolt")
     runner.stop()
     store.close()
-    return 0
+    return 1 if failed else 0

@@ -85,12 +85,18 @@ class SpoutCheckpoints:
                 e.acked.add(bolt)
 
     def nack(self, gen: str, reason: str) -> None:
-        """A bolt found a gap in what it received of generation `gen`: rewind at the next chance."""
-        if gen == self.gen and not self.failed:
+        """A bolt found a gap in what it received of generation `gen` ('*': whichever is current,
+        from a bolt that has not seen one yet): rewind at the next chance."""
+        if gen in (self.gen, "*") and not self.failed:
             self.failed = reason
 
     def to_commit(self, now: float) -> Any | None:
-        """The newest position that every acker has stored, or None; closes the epochs up to it."""
+        """The newest position that every acker has stored, or None; closes the epochs up to it.
+
+        Nothing is committed once a gap was reported: the rewind comes first.
+        """
+        if self.failed:
+            return None
         done = None
         while self.open and self.ackers <= self.open[0].acked:
             e = self.open.pop(0)
@@ -151,6 +157,9 @@ class BarrierAligner:
         self.acked: dict[str, tuple[str, int]] = {}
         #: spout -> the generation last seen (a new one means the spout rewound).
         self.gens: dict[str, str] = {}
+        #: spout -> links where tuples of it were lost: nothing of it is acknowledged until each has
+        #: carried a generation-opening barrier (epoch 0: the spout read again from a committed position).
+        self.blocked: dict[str, set[Link]] = {}
         self.gaps = 0
 
     def in_sequence(self, link: Link, inc: str, seq: int, sent: int, got: int) -> bool:
@@ -174,13 +183,23 @@ class BarrierAligner:
 
     def on_barrier(self, link: Link, origins: list[Any], ok: bool) -> tuple[list[Origin], list[Origin], list[Origin]]:
         """Take one barrier's origins; returns (aligned epochs to store and acknowledge,
-        generations that are new here (forget caches, forward), origins to nack).
+        generations that are new here (forget caches, forward), sources to nack).
 
-        Origins of spouts this bolt does not expect on `link` are ignored.
+        A barrier out of sequence (`ok` False) nacks every source whose tuples flow through
+        `link`, at the generation last seen here ('*' if none). Origins of spouts this bolt
+        does not expect on `link` are ignored.
         """
         aligned: list[Origin] = []
         new_gens: list[Origin] = []
         nacks: list[Origin] = []
+        if not ok:
+            # Whatever was lost on this link may have come from any source that flows through it.
+            for spout, links in sorted(self.origin_links.items()):
+                if link in links:
+                    nacks.append((spout, self.gens.get(spout, "*"), 0))
+                    self._at.get(spout, {}).pop(link, None)
+                    self.blocked.setdefault(spout, set()).add(link)
+            return aligned, new_gens, nacks
         for item in origins:
             try:
                 spout, gen, n = str(item[0]), str(item[1]), int(item[2])
@@ -189,16 +208,15 @@ class BarrierAligner:
             links = self.origin_links.get(spout)
             if not links or link not in links:
                 continue
-            if not ok:
-                nacks.append((spout, gen, n))
-                self._at.get(spout, {}).pop(link, None)
-                continue
             if self.gens.get(spout) != gen:
                 self.gens[spout] = gen
                 new_gens.append((spout, gen, 0))
             at = self._at.setdefault(spout, {})
             at[link] = (gen, n)
-            if n == 0 or len(at) < len(links) or any(g != gen for g, _ in at.values()):
+            blocked = self.blocked.get(spout)
+            if blocked and n == 0:
+                blocked.discard(link)
+            if blocked or n == 0 or len(at) < len(links) or any(g != gen for g, _ in at.values()):
                 continue
             epoch = min(e for _, e in at.values())
             last_gen, last_epoch = self.acked.get(spout, ("", 0))

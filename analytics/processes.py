@@ -38,13 +38,18 @@ class ProcessRunner:
     """Runs a topology as separate processes on this host; the parent coordinates the drain."""
 
     def __init__(self, topology: Any, settings: Any, *, disk_log: bool = True, config_path: str | None = None,
-                 host: str = "127.0.0.1", log_dir: str | None = None) -> None:
+                 host: str = "127.0.0.1", log_dir: str | None = None, coordinate: bool = True) -> None:
+        """`coordinate`: listen for drain reports (a replay's wait_drained); a live run has no end
+        to wait for, and an idle subscriber of this process would not follow a restarted broker
+        (libzmq re-subscribes when the owning thread next uses the socket)."""
+        self.coordinate = coordinate
         self.topology = topology
         self.settings = settings
         self.disk_log = disk_log
         self.receiver = f"tcp://{host}:{free_port(host)}"
         self.sender = f"tcp://{host}:{free_port(host)}"
         self.procs: dict[str, subprocess.Popen] = {}
+        self._args: dict[str, list[str]] = {}
         #: Process label -> the components it runs.
         self.groups: dict[str, list[str]] = {}
         self._dir = tempfile.mkdtemp(prefix="analytics-topology-")
@@ -59,6 +64,16 @@ class ProcessRunner:
         cmd = [sys.executable, "-m", "analytics.processes", *args, "--spec", str(self.spec_path),
                "--receiver", self.receiver, "--sender", self.sender]
         self.procs[name] = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=os.getcwd())
+        self._args[name] = args
+
+    def restart(self, name: str) -> None:
+        """Start process `name` ('broker', a component or a worker label) again, as a supervisor
+        would after it died (it is killed first if it still runs)."""
+        p = self.procs[name]
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        self._spawn(name, self._args[name])
 
     def start(self, ready_timeout: float = 30) -> "ProcessRunner":
         """Broker first, then the coordinator and bolts, then (once all are subscribed) the spouts.
@@ -68,9 +83,11 @@ class ProcessRunner:
         """
         from analytics.topology import COORDINATOR, Coordinator, worker_groups
         from analytics.transport import new_context
-        self._spawn("broker", ["broker", "--expect", ",".join(self.topology.bolts + [COORDINATOR])])
+        self._spawn("broker", ["broker", "--expect",
+                               ",".join(self.topology.bolts + ([COORDINATOR] if self.coordinate else []))])
         self._zmq = new_context()
-        self.coordinator = Coordinator(self._zmq, self.sender, self.topology, hwm=self.settings.broker.hwm)
+        if self.coordinate:
+            self.coordinator = Coordinator(self._zmq, self.sender, self.topology, hwm=self.settings.broker.hwm)
         workers = self.settings.workers
         groups = worker_groups(self.topology, workers) if workers else \
             [[n] for n in self.topology.bolts] + [[n] for n in self.topology.spouts]
@@ -283,7 +300,17 @@ def main(argv: list[str] | None = None) -> int:
     gevent.signal_handler(signal.SIGINT, on_term)
     log.info("%s running: receiver %s, sender %s", label, receiver, sender)
     greenlets = [gevent.spawn(c.run) for c in components]
-    gevent.joinall(greenlets)
+    # Never half alive: the first component that dies with an error stops the others (each
+    # stores what it holds) and the process exits 1, for its supervisor to restart it.
+    while not all(g.dead for g in greenlets):
+        gevent.wait(greenlets, count=1 + sum(g.dead for g in greenlets), timeout=1.0)
+        crashed = [c.name for c, g in zip(components, greenlets) if g.dead and g.exception is not None]
+        if crashed and not all(g.dead for g in greenlets):
+            log.error("%s: %s died; stopping the rest", label, ", ".join(crashed))
+            for c in components:
+                c.stop()
+            gevent.joinall(greenlets, timeout=30)
+            break
     for reg in registrations:
         reg.stop()
     if subscriptions is not None:

@@ -434,6 +434,20 @@ class LocalRunner:
         g.name = name
         self.greenlets.append(g)
 
+    def failures(self) -> list[str]:
+        """What died that should be running: a component or the broker's greenlet that raised,
+        or the broker or the shared subscription that stopped. A process with any of these is
+        half alive: `analytics run` exits non-zero so that its supervisor restarts it."""
+        out = [f"{g.name}: {g.exception!r}" for g in self.greenlets if g.dead and g.exception is not None]
+        b = self.broker
+        if b is not None and b._greenlet is not None and b._greenlet.dead and b._running:
+            out.append(f"broker: {b._greenlet.exception!r}" if b._greenlet.exception is not None
+                       else "broker: stopped forwarding")
+        sub = self.subscriptions
+        if sub is not None and sub._greenlet is not None and sub._greenlet.dead:
+            out.append(f"shared subscription: {sub._greenlet.exception!r}")
+        return out
+
     def wait_drained(self, timeout: float | None = None,
                      on_report: Callable[[dict], None] | None = None) -> DrainReport:
         """Block until every bolt has drained after every spout ended (finite spouts only).

@@ -91,9 +91,40 @@ def test_a_gap_is_reported_for_the_sources_of_the_barrier_and_a_new_generation_r
     link = ("gamelog", "gamelog.login_logcount")
     al = BarrierAligner({"gamelog": frozenset({link})})
     al.on_barrier(link, [["gamelog", "g1", 1]], ok=True)
-    aligned, _, nacks = al.on_barrier(link, [["gamelog", "g1", 2]], ok=False)
-    assert aligned == [] and nacks == [("gamelog", "g1", 2)]
+    aligned, _, nacks = al.on_barrier(link, [["http", "h1", 2]], ok=False)
+    assert aligned == [] and nacks == [("gamelog", "g1", 0)]   # every source through the link
     aligned, new_gens, _ = al.on_barrier(link, [["gamelog", "g2", 0]], ok=True)
     assert aligned == [] and new_gens == [("gamelog", "g2", 0)]
     aligned, _, _ = al.on_barrier(link, [["gamelog", "g2", 3]], ok=True)
     assert aligned == [("gamelog", "g2", 3)]
+
+
+def test_a_bolt_that_saw_no_generation_yet_nacks_whichever_is_current():
+    link = ("loginhour", "login.hour")
+    al = BarrierAligner({"gamelog": frozenset({link}), "http": frozenset({link})})
+    _, _, nacks = al.on_barrier(link, [["http", "h1", 4]], ok=False)
+    assert nacks == [("gamelog", "*", 0), ("http", "*", 0)]
+    cp = SpoutCheckpoints("gamelog", frozenset({"loginday"}), {}, timeout=30)
+    cp.nack("*", "gap")
+    assert cp.overdue(0.0) == "gap"
+
+
+def test_after_a_gap_nothing_of_that_source_is_acknowledged_until_it_reads_again():
+    link = ("gamelog", "gamelog.login_logcount")
+    al = BarrierAligner({"gamelog": frozenset({link})})
+    al.on_barrier(link, [["gamelog", "g1", 1]], ok=True)
+    al.on_barrier(link, [["gamelog", "g1", 2]], ok=False)
+    aligned, _, _ = al.on_barrier(link, [["gamelog", "g1", 3]], ok=True)   # in sequence again, same generation
+    assert aligned == []                                                   # ... but epoch 2 lost tuples
+    aligned, _, _ = al.on_barrier(link, [["gamelog", "g2", 0]], ok=True)
+    aligned, _, _ = al.on_barrier(link, [["gamelog", "g2", 4]], ok=True)
+    assert aligned == [("gamelog", "g2", 4)]
+
+
+def test_a_spout_commits_nothing_between_a_nack_and_its_rewind():
+    cp = SpoutCheckpoints("gamelog", frozenset({"a", "b"}), {"at": 0}, timeout=30)
+    one = cp.begin({"at": 1}, now=0.0)
+    cp.nack(one[1], "b lost tuples")
+    cp.ack("a", one[1], 1)
+    cp.ack("b", one[1], 1)
+    assert cp.to_commit(1.0) is None and cp.committed == {"at": 0}
