@@ -21,9 +21,11 @@ grade, 0 for a grade nobody has any more).
 """
 from __future__ import annotations
 
+import time
+
 import json
 from collections import Counter
-from typing import Any, Iterable, Mapping, NamedTuple
+from typing import Any, ClassVar, Iterable, Mapping, NamedTuple
 
 from analytics.component import Bolt, Context
 from analytics.schema import Collection
@@ -192,10 +194,19 @@ class UserCenterBolt(Bolt):
     name = "usercenter"
     topics = ["syncuser", "gamelog.level_logchange"]
     emits = ["usercenter.grade"]
+    #: After a rewind, how long every grade is announced again (covers what the source reads again).
+    reannounce_seconds: ClassVar[float] = 120.0
 
     def __init__(self, ctx: Context, name: str | None = None, **options: Any) -> None:
         super().__init__(ctx, name, **options)
         self.updates = UserUpdates()
+        #: Until then (monotonic seconds) announce every server whose grades come on usercenter.grade,
+        #: even where the store already had them: after a source rewound, userlevel may have lost what
+        #: this bolt announced before, and what is read again must reach it.
+        self._announce_until = 0.0
+
+    def reset(self) -> None:
+        self._announce_until = time.monotonic() + self.reannounce_seconds
 
     def process(self, tup: Tuple) -> None:
         if tup.topic == "syncuser":
@@ -228,6 +239,10 @@ class UserCenterBolt(Bolt):
                              set_on_insert=USERPAY_DEFAULTS)
             if "grade" in sets:
                 regraded[key.server] = max(regraded.get(key.server, 0), sets["grade_ts"])
+        if time.monotonic() < self._announce_until:
+            for key, (_, grade) in taken.items():
+                if grade is not None:
+                    regraded[key.server] = max(regraded.get(key.server, 0), grade.ts)
         for server, ts in sorted(regraded.items()):
             self.emit("usercenter.grade", {**server._asdict(), "ts": ts},
                       id=derived_id("usercenter.grade", *server, ts), ts=ts)
