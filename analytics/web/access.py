@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import ipaddress
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -75,11 +76,19 @@ def key_of(req: falcon.Request) -> str | None:
     return cookies[0] if cookies else None
 
 
-def _keys(table: Mapping[str, Any], name: str) -> dict[str, str]:
+#: What a read key may hold: a Bearer token's characters (RFC 6750), which a cookie carries unquoted.
+_TOKEN = re.compile(r"[A-Za-z0-9._~+/-]+=*")
+
+
+def _keys(table: Mapping[str, Any], name: str, token: bool = False) -> dict[str, str]:
     keys = table.get(name) or {}
     if not isinstance(keys, Mapping) or not all(isinstance(k, str) and k and isinstance(v, str)
                                                 for k, v in keys.items()):
         raise ConfigError(f"[http] {name} must be a table of \"key\" = \"name\", got {keys!r}")
+    for k, who in keys.items():
+        if token and not _TOKEN.fullmatch(k):
+            raise ConfigError(f"[http] {name}: the key of {who!r} may hold only letters, digits and -._~+/ "
+                              f"(a Bearer token; openssl rand -hex 24 makes one)")
     return dict(keys)
 
 
@@ -98,7 +107,7 @@ class ReadAccess:
         public = table.get("public_read", False)
         if not isinstance(public, bool):
             raise ConfigError(f"[http] public_read must be true or false, got {public!r}")
-        return cls(read_keys=_keys(table, "read_keys"), write_keys=_keys(table, "api_keys"), public_read=public)
+        return cls(read_keys=_keys(table, "read_keys", token=True), write_keys=_keys(table, "api_keys"), public_read=public)
 
     @property
     def required(self) -> bool:

@@ -23,7 +23,9 @@ def read_body(req: falcon.Request, limit: int, setting: str = "the limit") -> by
     """The request body, at most `limit` bytes (413 naming `setting` beyond), with Content-Length or chunked.
 
     Without Content-Length falcon's bounded stream is empty, so a chunked body is
-    read from the server's input stream, which decodes the chunks.
+    read from the server's input stream, which decodes the chunks. A body that
+    stops arriving is a 408, broken chunk framing a 400; both close the connection
+    (the stream's position is lost).
     """
     if req.content_length is not None:
         if req.content_length > limit:
@@ -35,12 +37,19 @@ def read_body(req: falcon.Request, limit: int, setting: str = "the limit") -> by
     else:
         return b""
     parts, size = [], 0
-    while size <= limit:
-        chunk = stream.read(min(65536, limit + 1 - size))
-        if not chunk:
-            break
-        parts.append(chunk)
-        size += len(chunk)
+    try:
+        while size <= limit:
+            chunk = stream.read(min(65536, limit + 1 - size))
+            if not chunk:
+                break
+            parts.append(chunk)
+            size += len(chunk)
+    except TimeoutError:   # the client stopped sending for the server's idle_timeout
+        raise falcon.HTTPError(falcon.HTTP_408, description="the request body stopped arriving",
+                               headers={"Connection": "close"}) from None
+    except OSError as exc:  # broken chunked framing (gevent's _InvalidClientInput), a reset: the stream is lost
+        raise falcon.HTTPError(falcon.HTTP_400, description=f"the request body could not be read: {exc}",
+                               headers={"Connection": "close"}) from None
     if size > limit:
         raise falcon.HTTPError(falcon.HTTP_413, description=f"body exceeds {setting} ({limit})")
     return b"".join(parts)

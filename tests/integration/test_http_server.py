@@ -117,6 +117,28 @@ def test_a_chunked_body_is_read_within_max_body_bytes(served, pool):
     assert intake.accepted == {"": 2}
 
 
+def raw_exchange(port: int, data: bytes) -> tuple[int, bytes, bool]:
+    """Send `data` as is; (status, body, whether the server then closed the connection)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        status, body, _ = read_response(sock)
+        return status, body, sock.recv(1) == b""
+
+
+def test_a_broken_or_stalled_body_is_a_4xx_that_closes_the_connection(served, pool, caplog):
+    server, intake = served
+    broken = request("/api/v1/event/save", b"zz\r\n{}\r\n0\r\n\r\n",
+                     headers="Transfer-Encoding: chunked\r\nContent-Type: application/json\r\n")
+    status, body, closed = pool.spawn(raw_exchange, server.port, broken).get()
+    assert status == 400 and b"could not be read" in body and closed
+    stalled = request("/api/v1/event/save", b"", headers="Content-Length: 100\r\n") + b'{"game": "dl"'
+    t = time.monotonic()
+    status, body, closed = pool.spawn(raw_exchange, server.port, stalled).get()
+    assert status == 408 and closed and 0.5 < time.monotonic() - t < 5   # idle_timeout is 1 s here
+    assert not [r for r in caplog.records if r.levelno >= 40], caplog.records
+    assert intake.accepted == {}
+
+
 def idle_close(port: int) -> float:
     """Seconds after its last answer until the server closes an idle kept-alive connection."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:

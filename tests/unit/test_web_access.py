@@ -137,6 +137,8 @@ def test_a_public_address_needs_read_keys_or_public_read():
 @pytest.mark.parametrize("table, message", [({"read_keys": ["k"]}, "read_keys must be a table"),
                                             ({"read_keys": {"": "x"}}, "read_keys must be a table"),
                                             ({"read_keys": {"k": 1}}, "read_keys must be a table"),
+                                            ({"read_keys": {"a b": "x"}}, "only letters, digits"),
+                                            ({"read_keys": {"k;1": "x"}}, "only letters, digits"),
                                             ({"public_read": "yes"}, "public_read must be true or false")])
 def test_bad_read_settings_are_config_errors(table, message):
     with pytest.raises(ConfigError, match=message):
