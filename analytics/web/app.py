@@ -49,10 +49,13 @@ class HttpCounters:
 
     def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any,
                          req_succeeded: bool) -> None:
-        code = resp.status_code
+        self.count(resp.status_code)
+        if resp.status_code >= 400:
+            log.debug("http: %d for %s %s", resp.status_code, req.method, req.path)
+
+    def count(self, code: int) -> None:
+        """Count one response (the server counts the ones it answers without the app: 400, 414)."""
         self.responses[code] = self.responses.get(code, 0) + 1
-        if code >= 400:
-            log.debug("http: %d for %s %s", code, req.method, req.path)
 
     def as_dict(self) -> dict[str, Any]:
         """{"responses": {"200": n, ...}, "4xx": n, "5xx": n, "since": epoch}."""

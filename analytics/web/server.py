@@ -10,6 +10,9 @@ What a load balancer and a browser expect of it:
 * kept-alive connections idle for `idle_timeout` seconds are closed (longer than
   the usual load balancer's 60 s, so the balancer closes first); a client that
   stops sending in the middle of a request is dropped after as long;
+* a request gevent refuses by itself (a malformed request line, header or chunk
+  framing: 400; a request line of 8 KB or more: 414) is counted with the app's
+  responses and logged at INFO: a client's mistake, not an error of the server;
 * a server with read routes refuses a public address without read keys
   (ConfigError, see analytics.web.access), whoever starts it.
 """
@@ -19,7 +22,7 @@ import logging
 import socket
 from typing import Any
 
-from gevent.pywsgi import WSGIHandler, WSGIServer
+from gevent.pywsgi import _BAD_REQUEST_RESPONSE, WSGIHandler, WSGIServer
 
 __all__ = ["WebServer"]
 
@@ -36,6 +39,22 @@ class _Handler(WSGIHandler):
             pass
         self.socket.settimeout(self.server.idle_timeout)
         super().handle()
+
+    def handle_one_request(self) -> Any:
+        result = super().handle_one_request()
+        if isinstance(result, tuple):   # gevent answered by itself (a bad request line or header, 414): count it
+            counters = getattr(self.server.application, "counters", None)
+            if counters is not None:
+                counters.count(int(result[0]))
+        return result
+
+    def _handle_client_error(self, ex: BaseException) -> Any:
+        if not isinstance(ex, (ValueError, OSError)):
+            return super()._handle_client_error(ex)   # not a client's mistake: gevent prints the traceback
+        # A client's mistake (bad request line, header or chunk framing): a 400, not an error of the server.
+        peer = self.client_address[0] if isinstance(self.client_address, tuple) else self.client_address
+        log.info("http: invalid request from %s: %s", peer, ex)
+        return "400", _BAD_REQUEST_RESPONSE
 
     def _write_with_headers(self, data: bytes) -> None:
         # gevent writes the head, then the first body chunk: collect both and send them as one.

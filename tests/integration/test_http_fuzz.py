@@ -1,7 +1,7 @@
 """A bounded fuzz of the intake and the read API on a real server on 127.0.0.1.
 
 Random bodies (events, mutated events, batches, NDJSON, JSON of any shape,
-bytes), headers (keys, content types, chunked transfer), query strings
+bytes), headers (keys, content types, chunked transfer, broken chunk framing), query strings
 (nesting, 64-bit edges, non-ASCII digits, percent-encoded bytes, repeated and
 unknown parameters) and methods, from a seeded generator (FUZZ_SEED, FUZZ_CASES
 override the defaults; a failure prints the seed and the request). It fails on
@@ -206,14 +206,19 @@ class Fuzzer:
         return self.read_request()
 
 
-def send(port: int, method: str, target: str, headers: dict[str, str], body: bytes, chunked: bool) -> tuple[int, dict, bytes]:
-    """One request on its own connection (Connection: close); (status, headers, body), the body cut for streams."""
+def send(port: int, method: str, target: str, headers: dict[str, str], body: bytes, chunked: bool,
+         broken: bool = False) -> tuple[int, dict, bytes]:
+    """One request on its own connection (Connection: close); (status, headers, body), the body cut for streams.
+
+    `broken`: the chunked framing is corrupted (a size that is not hex)."""
     head = [f"{method} {target} HTTP/1.1", "Host: 127.0.0.1", "Connection: close"]
     head += [f"{k}: {v}" for k, v in headers.items()]
     if chunked:
         head.append("Transfer-Encoding: chunked")
         payload = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 977]), body[i:i + 977]) for i in range(0, len(body), 977))
         payload += b"0\r\n\r\n"
+        if broken:
+            payload = b"zz\r\n" + payload
     else:
         if body or method in ("POST", "PUT", "PATCH"):
             head.append(f"Content-Length: {len(body)}")
@@ -297,9 +302,11 @@ def test_fuzz_the_intake_and_the_read_api(running, capfd):
                 break
             method, target, headers, body = fuzz()
             chunked = method == "POST" and rnd.random() < 0.25
-            status, got, answer = send(port, method, target, headers, body, chunked)
+            broken = chunked and rnd.random() < 0.1
+            status, got, answer = send(port, method, target, headers, body, chunked, broken)
             log.append((method, target[:80], status))
-            where = f"seed {SEED} case {n}: {method} {target[:200]!r} headers={headers} body={body[:200]!r}"
+            where = (f"seed {SEED} case {n}: {method} {target[:200]!r} headers={headers} body={body[:200]!r}"
+                     f"{' chunked' if chunked else ''}{' (broken framing)' if broken else ''}")
             if status >= 500 or status == 0:
                 problems.append(f"{status or 'no answer'} {answer[:200]!r} for {where}")
             if len(target) + 15 >= MAX_REQUEST_LINE:   # refused by gevent before the app, as by most proxies

@@ -139,6 +139,18 @@ def test_a_broken_or_stalled_body_is_a_4xx_that_closes_the_connection(served, po
     assert intake.accepted == {}
 
 
+def test_requests_the_server_refuses_itself_are_counted_not_logged_as_errors(served, pool, caplog):
+    server, _ = served
+    status, _, closed = pool.spawn(raw_exchange, server.port, b"GET /healthz" + b"x" * 9000 + b" HTTP/1.1\r\n\r\n").get()
+    assert status == 414 and closed
+    status, _, closed = pool.spawn(raw_exchange, server.port, b"GARBAGE\r\n\r\n").get()
+    assert status == 400 and closed
+    status, _, _ = pool.spawn(raw_exchange, server.port, b"GET /healthz HTTP/7.0\r\n\r\n").get()
+    assert status == 400
+    assert server.app.counters.as_dict()["responses"] == {"400": 2, "414": 1}
+    assert not [r for r in caplog.records if r.levelno >= 40], [r.getMessage() for r in caplog.records]
+
+
 def idle_close(port: int) -> float:
     """Seconds after its last answer until the server closes an idle kept-alive connection."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
