@@ -22,9 +22,11 @@ from analytics.config import Settings
 from analytics.query import QueryError, collections, parse_time, query
 from analytics.store.base import Store
 from analytics.store.bitmaps import BitMap
+from analytics.web.events import is_int64
+from analytics.web.inputs import int64, read_body
 
 __all__ = ["StatsResource", "CollectionsResource", "GamesResource", "TotalUserResource", "ActiveUserResource", "bad_request",
-           "request_params"]
+           "request_params", "time_param"]
 
 _STATS_PARAMS = {"game", "area", "plat", "from", "to", "limit", "userlist"}
 _FILTER_PARAMS = {"game", "area", "plat"}
@@ -52,6 +54,26 @@ def request_params(req: falcon.Request, allowed: set[str], extra: Mapping[str, A
     return out
 
 
+def time_param(name: str, value: str | None, tz: str) -> int | None:
+    """A from/to parameter as epoch seconds: digits (ASCII, within 64 bits), YYYY-MM-DD or ISO; else a 400."""
+    if value is None or value == "":
+        return None
+    text = value.strip()
+    if text.lstrip("-").isdigit() or text.lstrip("-").isdecimal():   # '²' and '٣' pass isdigit: check them here
+        if not is_int64(text):
+            shown = text if len(text) <= 40 else f"{text[:40]}... ({len(text)} characters)"
+            raise bad_request(f"{name} must be epoch seconds of ASCII digits within 64 bits, YYYY-MM-DD or an ISO "
+                              f"datetime, not {shown!r}")
+        return int(text)
+    try:
+        return parse_time(text, tz)
+    except QueryError as exc:
+        raise bad_request(f"{name}: {exc}") from None
+    except (ValueError, OverflowError, OSError):
+        raise bad_request(f"{name}: not a time: {text[:40]!r} (use epoch seconds, YYYY-MM-DD or an ISO datetime)") \
+            from None
+
+
 def _filters(p: Mapping[str, str]) -> dict[str, str | None]:
     return {k: (p.get(k) or None) for k in _FILTER_PARAMS}
 
@@ -64,15 +86,11 @@ class StatsResource:
         p = request_params(req, _STATS_PARAMS)
         f = _filters(p)
         tz = self.settings.tz_of(f["game"]) if f["game"] else self.settings.default_tz
-        limit = None
-        if p.get("limit"):
-            if not p["limit"].isdigit() or int(p["limit"]) <= 0:
-                raise bad_request(f"limit must be a positive integer, not {p['limit']!r}")
-            limit = int(p["limit"])
+        limit = int64("limit", p["limit"], minimum=1) if p.get("limit") else None
         userlist = p.get("userlist", "").lower() in ("1", "true", "yes")
+        ts_from, ts_to = time_param("from", p.get("from"), tz), time_param("to", p.get("to"), tz)
         try:
-            docs = query(self.store, collection, **f, ts_from=parse_time(p.get("from"), tz),
-                         ts_to=parse_time(p.get("to"), tz), limit=limit, userlist=userlist)
+            docs = query(self.store, collection, **f, ts_from=ts_from, ts_to=ts_to, limit=limit, userlist=userlist)
         except QueryError as exc:
             raise bad_request(str(exc))
         resp.media = {"collection": collection, "count": len(docs), "docs": docs}
@@ -151,7 +169,7 @@ class ActiveUserResource:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         extra: dict[str, Any] = {}
         if (req.content_type or "").startswith("application/json"):
-            body = req.bounded_stream.read(65537)
+            body = read_body(req, 65536)
             if body.strip():
                 try:
                     obj = orjson.loads(body)
@@ -161,7 +179,7 @@ class ActiveUserResource:
                     raise bad_request("body must be a JSON object such as {\"date\": \"2015-01-08\"}")
                 extra = obj
         elif (req.content_type or "").startswith("application/x-www-form-urlencoded"):
-            form = falcon.uri.parse_query_string(req.bounded_stream.read(65537).decode("utf-8", "replace"))
+            form = falcon.uri.parse_query_string(read_body(req, 65536).decode("utf-8", "replace"))
             extra = form
         self.on_get(req, resp, extra)
 

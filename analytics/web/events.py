@@ -16,6 +16,7 @@ the same event has the same id and is deduplicated downstream.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -27,7 +28,10 @@ from spouts.base import Invalid, as_epoch, as_str, require
 from spouts.gamelog import GAMELOG_CODES
 
 __all__ = ["Limits", "Accepted", "EVENT_SAVE_MAP", "EVENT_SAVE_FIELDS", "GAMELOG_FIELDS", "to_body",
-           "validate", "from_query", "parse_batch", "Invalid"]
+           "validate", "from_query", "parse_batch", "check_shape", "is_int64", "INT64_MIN", "INT64_MAX", "Invalid"]
+
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+_INT = re.compile(r"-?[0-9]{1,19}")   # ASCII digits only: str.isdigit() also takes '²' and '٣'
 
 #: Event-save field -> gamelog body field.
 EVENT_SAVE_MAP: dict[str, str] = {"app_id": "game", "region": "area", "type": "plat", "user_id": "uid",
@@ -50,6 +54,31 @@ class Limits:
     max_future_seconds: int = 86400
     #: Events before this epoch (2000-01-01) are rejected.
     min_ts: int = 946684800
+    #: Deepest accepted nesting of objects and arrays in one event (the event itself is depth 1).
+    max_depth: int = 32
+
+
+def is_int64(text: str) -> bool:
+    """Whether `text` is a decimal integer of ASCII digits within the signed 64-bit range."""
+    return bool(_INT.fullmatch(text)) and INT64_MIN <= int(text) <= INT64_MAX
+
+
+def check_shape(value: Any, max_depth: int, what: str = "event") -> None:
+    """Raise Invalid if `value` nests deeper than `max_depth` or holds an integer outside 64 bits.
+
+    Iterative, so any depth the JSON parser accepts is checked without recursion;
+    deeper events cannot be written down as canonical JSON, and the store cannot
+    hold wider integers.
+    """
+    stack = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, (dict, list)):
+            if depth > max_depth:
+                raise Invalid(f"depth: {what} nests objects or arrays deeper than {max_depth} levels")
+            stack.extend((x, depth + 1) for x in (v.values() if isinstance(v, dict) else v))
+        elif isinstance(v, int) and not isinstance(v, bool) and not INT64_MIN <= v <= INT64_MAX:
+            raise Invalid(f"range: {what} holds the integer {str(v)[:30]}..., outside the 64-bit range")
 
 
 @dataclass(frozen=True)
@@ -79,6 +108,7 @@ def to_body(event: Mapping[str, Any], now: float, limits: Limits = Limits()) -> 
     """The gamelog body of one event (either shape); raises Invalid with the reason."""
     if not isinstance(event, Mapping):
         raise Invalid(f"type: an event must be a JSON object, got {type(event).__name__}")
+    check_shape(event, limits.max_depth)
     if "app_id" in event or "event_name" in event:
         for f in EVENT_SAVE_FIELDS:
             require(event, f)
@@ -125,10 +155,11 @@ def validate(event: Any, now: float, limits: Limits = Limits()) -> Accepted:
     return Accepted(raw, record_id(raw), f"gamelog.{body['code']}", body)
 
 
-def from_query(params: Mapping[str, Any]) -> dict[str, Any]:
+def from_query(params: Mapping[str, Any], max_depth: int = Limits.max_depth) -> dict[str, Any]:
     """The event a beacon's query string stands for (values are strings).
 
-    Integer-looking ts/event_time become integers; a ``data`` parameter is a JSON
+    ts/event_time of ASCII digits within 64 bits become integers (anything else
+    stays a string, which validation rejects); a ``data`` parameter is a JSON
     object; in the gamelog shape, parameters that are not gamelog fields go into
     ``data`` (so ``?game=dl&...&page=home`` works); a repeated parameter is an error.
     """
@@ -139,13 +170,14 @@ def from_query(params: Mapping[str, Any]) -> dict[str, Any]:
         event[k] = v
     for k in ("ts", "event_time"):
         v = event.get(k)
-        if isinstance(v, str) and v.strip().lstrip("-").isdigit():
-            event[k] = int(v)
+        if isinstance(v, str) and is_int64(v.strip()):
+            event[k] = int(v.strip())
     if isinstance(event.get("data"), str):
         try:
             event["data"] = orjson.loads(event["data"])
         except orjson.JSONDecodeError as exc:
             raise Invalid(f"json: data parameter: {exc}") from None
+        check_shape(event["data"], max_depth - 1, "data")
     if "app_id" not in event and "event_name" not in event:
         extra = {k: event.pop(k) for k in list(event) if k not in GAMELOG_FIELDS}
         if extra:
@@ -156,12 +188,13 @@ def from_query(params: Mapping[str, Any]) -> dict[str, Any]:
     return event
 
 
-def parse_batch(body: bytes, ndjson: bool) -> list[Any] | dict[str, Any]:
+def parse_batch(body: bytes, ndjson: bool, max_depth: int = Limits.max_depth) -> list[Any] | dict[str, Any]:
     """A request body: one object, a JSON array, or newline-delimited JSON (ndjson=True).
 
     Returns a dict for a single event and a list for a batch. Raises Invalid when
-    the body is not JSON (an NDJSON line that is not JSON stays in the list as an
-    Invalid so its index can be reported).
+    the body is not JSON or nests deeper than `max_depth` (an array of events adds
+    a level); an NDJSON line that is not JSON, or too deep, stays in the list as
+    an Invalid so its index can be reported.
     """
     if ndjson:
         items: list[Any] = []
@@ -169,9 +202,13 @@ def parse_batch(body: bytes, ndjson: bool) -> list[Any] | dict[str, Any]:
             if not line.strip():
                 continue
             try:
-                items.append(orjson.loads(line))
+                item = orjson.loads(line)
+                check_shape(item, max_depth, f"line {n + 1}")
+                items.append(item)
             except orjson.JSONDecodeError as exc:
                 items.append(Invalid(f"json: line {n + 1}: {exc}"))
+            except Invalid as exc:
+                items.append(exc)
         return items
     if not body.strip():
         raise Invalid("json: empty body (send one JSON event, a JSON array, or NDJSON)")
@@ -180,5 +217,6 @@ def parse_batch(body: bytes, ndjson: bool) -> list[Any] | dict[str, Any]:
     except orjson.JSONDecodeError as exc:
         raise Invalid(f"json: {exc}") from None
     if isinstance(obj, (dict, list)):
+        check_shape(obj, max_depth + isinstance(obj, list), "body")
         return obj
     raise Invalid(f"type: body must be a JSON object or array, got {type(obj).__name__}")

@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping
 import falcon
 
 from analytics.web.events import Accepted, Invalid, Limits, from_query, parse_batch, validate
+from analytics.web.inputs import read_body
 
 __all__ = ["Intake", "IntakeSettings", "EventSaveResource", "PixelResource", "PIXEL_GIF", "NO_CACHE"]
 
@@ -50,8 +51,8 @@ class IntakeSettings:
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any]) -> "IntakeSettings":
-        lim = {k: int(table[k]) for k in ("max_field_chars", "max_data_bytes", "max_future_seconds", "min_ts")
-               if k in table}
+        lim = {k: int(table[k]) for k in ("max_field_chars", "max_data_bytes", "max_future_seconds", "min_ts",
+                                          "max_depth") if k in table}
         keys = table.get("api_keys") or {}
         if not isinstance(keys, Mapping) or not all(isinstance(k, str) and isinstance(v, str)
                                                     for k, v in keys.items()):
@@ -154,16 +155,11 @@ class EventSaveResource:
         source = intake.source_of(req.get_header("X-API-Key"))
         if source is None:
             raise _fail(falcon.HTTP_401, "missing or unknown API key (send it in the X-API-Key header)")
-        if req.content_length is not None and req.content_length > st.max_body_bytes:
-            raise _fail(falcon.HTTP_413, f"body of {req.content_length} bytes exceeds max_body_bytes "
-                                         f"({st.max_body_bytes})")
-        body = req.bounded_stream.read(st.max_body_bytes + 1)
-        if len(body) > st.max_body_bytes:
-            raise _fail(falcon.HTTP_413, f"body exceeds max_body_bytes ({st.max_body_bytes})")
+        body = read_body(req, st.max_body_bytes, "max_body_bytes")  # Content-Length or chunked; 413 beyond
         ndjson = (req.content_type or "").split(";")[0].strip().lower() in ("application/x-ndjson",
                                                                               "application/ndjson")
         try:
-            parsed = parse_batch(body, ndjson)
+            parsed = parse_batch(body, ndjson, st.limits.max_depth)
         except Invalid as exc:
             intake.rejected += 1
             intake.reject(body[:4096], str(exc))
@@ -204,8 +200,8 @@ class PixelResource:
     """GET /pixel.gif?...: a 1x1 GIF whatever happens; the query string is the event.
 
     The API key may come as X-API-Key or as an `api_key` parameter (an <img> cannot
-    set headers). Rejections are counted and dead-lettered; a full queue is counted
-    as busy (the beacon cannot ask for a retry).
+    set headers). Rejections are counted and dead-lettered (keys masked, see
+    analytics.web.app); a full queue is counted as busy (the beacon cannot ask for a retry).
     """
 
     def __init__(self, intake: Intake) -> None:
@@ -216,6 +212,13 @@ class PixelResource:
         resp.data = PIXEL_GIF
         for k, v in NO_CACHE.items():
             resp.set_header(k, v)
+        try:
+            self._take(req)
+        except Exception:  # the GIF is promised whatever happens; a bug still shows in the log
+            self.intake.rejected += 1
+            log.exception("beacon: an event could not be taken (%d-character query string)", len(req.query_string))
+
+    def _take(self, req: falcon.Request) -> None:
         intake = self.intake
         params = dict(req.params)
         key = params.pop("api_key", None) or req.get_header("X-API-Key")
@@ -229,7 +232,7 @@ class PixelResource:
             intake.reject(req.query_string[:4096], "size: query string too long")
             return
         try:
-            event = from_query(params)
+            event = from_query(params, intake.settings.limits.max_depth)
         except Invalid as exc:
             intake.rejected += 1
             intake.reject(req.query_string[:4096], str(exc))

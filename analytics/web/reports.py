@@ -21,9 +21,9 @@ import falcon
 
 from analytics.config import Settings
 from analytics.periods import add_days, day_start
-from analytics.query import QueryError, parse_time, query
+from analytics.query import QueryError, query
 from analytics.store.base import Store
-from analytics.web.api import bad_request, request_params
+from analytics.web.api import bad_request, request_params, time_param
 from analytics.web.figures import cohort_table, day_label, funnel_table, ltv_table, monetization_days, today_figures
 
 __all__ = ["Selection", "CohortsResource", "MonetizationResource", "FunnelResource", "TodayResource",
@@ -76,10 +76,7 @@ def selection_of(req: falcon.Request, settings: Settings, allowed: set[str]) -> 
     if not game:
         raise bad_request("missing parameter 'game' (the game's days are its own time zone's)")
     tz = settings.tz_of(game)
-    try:
-        lo, hi = parse_time(p.get("from"), tz), parse_time(p.get("to"), tz)
-    except QueryError as exc:
-        raise bad_request(str(exc)) from None
+    lo, hi = time_param("from", p.get("from"), tz), time_param("to", p.get("to"), tz)
     return Selection(game, _listed("area", p.get("area")), _listed("plat", p.get("plat")), tz, lo, hi)
 
 

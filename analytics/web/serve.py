@@ -14,6 +14,7 @@ import gevent.event
 
 from analytics.config import Settings
 from analytics.store import open_store
+from analytics.web.access import ReadAccess
 from analytics.web.app import create_app
 from analytics.web.live import LiveFeed
 from analytics.web.server import WebServer
@@ -24,12 +25,17 @@ log = logging.getLogger(__name__)
 
 
 def serve(settings: Settings, host: str | None = None, port: int | None = None) -> int:
-    """Serve until SIGTERM/SIGINT; prints the URL on stderr once listening. Returns the exit code."""
+    """Serve until SIGTERM/SIGINT; prints the URL on stderr once listening. Returns the exit code.
+
+    ConfigError (exit 2 from the CLI) for a non-loopback host without [http] read_keys or public_read.
+    """
     http = settings.extra.get("http", {})
+    host = host or str(http.get("host", "127.0.0.1"))
+    ReadAccess.from_table(http).check_bind(host)  # before anything opens: a public address needs read keys
     store = open_store(settings.store, dedupe_horizon_days=settings.dedupe_horizon_days)
     # /api/v1/live follows the day bolts of the topology whose broker is configured, if one runs
     live = LiveFeed(store, settings, endpoint=settings.broker.sender)
-    server = WebServer(create_app(settings, store, live=live), host or str(http.get("host", "127.0.0.1")),
+    server = WebServer(create_app(settings, store, live=live), host,
                        int(http.get("port", 8600) if port is None else port)).start()
     print(f"analytics serve: dashboard and API on {server.url}/", file=sys.stderr, flush=True)
     monitor = None

@@ -91,8 +91,12 @@ def expected(store, frm: str, to: str, area: str | None = None) -> dict[str, str
             "kpi-revenue": fmt(total("payorderuser", "pay_amount"))}
 
 
-@pytest.fixture
-def served(tmp_path):
+READ_KEY = "dashboard-read-key-0123456789"
+
+
+@pytest.fixture(params=["open"])
+def served(tmp_path, request):
+    """`analytics serve` over a filled store; with the param "keys", [http] read_keys is set."""
     db = tmp_path / "stats.db"
     with open_store(f"sqlite:///{db}") as store:
         store.setup()
@@ -101,7 +105,11 @@ def served(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "ANALYTICS_STORE": f"sqlite:///{db}"}
-    proc = subprocess.Popen([sys.executable, "-m", "analytics.cli", "serve", "--port", str(port)], env=env,
+    config = []
+    if request.param == "keys":
+        (tmp_path / "keys.toml").write_text(f'[http]\nread_keys = {{ "{READ_KEY}" = "studio" }}\n')
+        config = ["--config", str(tmp_path / "keys.toml")]
+    proc = subprocess.Popen([sys.executable, "-m", "analytics.cli", *config, "serve", "--port", str(port)], env=env,
                             cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     line = proc.stderr.readline()
     assert "serving" in line or "on http" in line, line + (proc.stderr.read() if proc.poll() is not None else "")
@@ -152,6 +160,40 @@ def test_dashboard_shows_the_stores_figures_and_follows_the_picker(served, tmp_p
             page.evaluate("document.body.dataset.ready = '0'")
             page.select_option("#area", "a2")
             assert kpis(page) == expected(store, "2015-01-10", "2015-01-14", area="a2")
+            assert not errors, errors
+        finally:
+            browser.close()
+
+
+@pytest.mark.parametrize("served", ["keys"], indirect=True)
+def test_with_read_keys_the_dashboard_asks_once_and_its_cookie_carries_fetch_and_eventsource(served):
+    sync_playwright = _playwright()
+    url, store = served
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            context = browser.new_context(viewport={"width": 1400, "height": 1500})
+            page = context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            first = page.goto(f"{url}/?game=dl&from=2015-01-05&to=2015-01-14")
+            assert first.status == 401 and page.locator("#key").count() == 1
+            page.fill("#key", "not-the-key")
+            page.click("#open")
+            assert "not a read key" in page.inner_text("#error")
+            page.fill("#key", READ_KEY)
+            page.click("#open")
+            # back on the same view, every figure fetched with the cookie
+            assert kpis(page) == expected(store, "2015-01-05", "2015-01-14"), page.inner_text("#status")
+            assert "game=dl" in page.url and "from=2015-01-05" in page.url and "/login" not in page.url
+            cookie = next(c for c in context.cookies() if c["name"] == "analytics_read")
+            assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["value"] == READ_KEY
+            assert page.evaluate("document.cookie") == ""    # no script can read the key
+            # the live view's EventSource carries the cookie too: its first event arrives over SSE
+            page.wait_for_function("window.__live.some((u) => u.via === 'sse')", timeout=20000)
+            # a second visit asks for nothing
+            page.goto(f"{url}/?game=dl&from=2015-01-10&to=2015-01-14")
+            assert kpis(page) == expected(store, "2015-01-10", "2015-01-14")
             assert not errors, errors
         finally:
             browser.close()

@@ -46,6 +46,8 @@
     const q = new URLSearchParams();
     for (const [k, v] of Object.entries(params || {})) if (v !== "" && v !== null && v !== undefined) q.set(k, v);
     const r = await fetch(path + (q.toString() ? "?" + q : ""), { headers: { Accept: "application/json" } });
+    /* the read key in the cookie was dropped or revoked: the page asks for one again */
+    if (r.status === 401) { location.reload(); throw new Error("a read key is needed"); }
     const body = await r.json();
     if (!r.ok) throw new Error(body.error || r.statusText);
     return body;
