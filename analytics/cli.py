@@ -110,13 +110,76 @@ def _files_by_source(files: list[str], source: str | None) -> dict[str, list[str
     return groups
 
 
+#: A gamelog file whose name carries its game: gamelog_<game>_<anything>.txt (the samples'
+#: gamelog_dl_sample.txt, the disk log of a spout named gamelog_<game>). A name whose second
+#: part is a time stamp (the disk log gamelog_202501071200.txt) does not say.
+_GAME_IN_NAME = re.compile(r"^gamelog_(?P<game>[A-Za-z][A-Za-z0-9-]*)_")
+
+
+def game_in_name(path: str) -> str | None:
+    """The game a gamelog file's name records, or None."""
+    m = _GAME_IN_NAME.match(os.path.basename(path))
+    return m.group("game") if m else None
+
+
+def _expand(patterns: list[str]) -> list[str]:
+    """The files the arguments name (globs expanded here too, for shells that did not)."""
+    import glob
+    files: list[str] = []
+    for p in patterns:
+        if any(c in p for c in "*?["):
+            matched = sorted(glob.glob(p))
+            if not matched:
+                raise FileNotFoundError(f"no files match {p}")
+            files.extend(matched)
+        else:
+            files.append(p)
+    return files
+
+
+def _gamelogs_by_game(files: list[str], game: str | None, configured: str | None) -> dict[str, list[str]]:
+    """Split gamelog files by game: --game, else the game in the file's name, else the configured one.
+
+    A file whose name records another game than --game is an error: its players would be
+    counted as --game's (gamelog records do not name their game).
+    """
+    groups: dict[str, list[str]] = {}
+    for f in files:
+        named = game_in_name(f)
+        if named and game and named != game:
+            raise ValueError(f"{f} holds game {named!r} (its name says so), not --game {game}: "
+                             f"replay it on its own with --game {named}")
+        chosen = game or named or configured
+        if not chosen:
+            raise ValueError(f"{f}: gamelog records do not name their game: pass --game NAME (or name the file "
+                             "gamelog_<game>_*.txt, or set [sources.gamelog] game in the configuration)")
+        groups.setdefault(chosen, []).append(f)
+    return groups
+
+
+def replay_specs(settings: Any, files: list[str], source: str | None, game: str | None) -> list[Any]:
+    """One finite spout per record kind, and per game for gamelog files."""
+    from analytics.app import source_spec
+    specs = []
+    for kind, group in _files_by_source(_expand(files), source).items():
+        if kind != "gamelog":
+            specs.append(source_spec(settings, kind, group, game))
+            continue
+        by_game = _gamelogs_by_game(group, game, settings.sources.get("gamelog", {}).get("game"))
+        for g, paths in by_game.items():
+            spec = source_spec(settings, kind, paths, g)
+            if len(by_game) > 1:
+                spec.name = f"replay_gamelog_{g}"
+            specs.append(spec)
+    return specs
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
-    from analytics.app import replay, source_spec
+    from analytics.app import replay
     from analytics.logs import setup_logging
     setup_logging(args.log_level)
     settings = _settings(args)
-    specs = [source_spec(settings, source, files, args.game)
-             for source, files in _files_by_source(args.files, args.source).items()]
+    specs = replay_specs(settings, args.files, args.source, args.game)
     report = replay(settings, specs, progress=not args.no_progress, timeout=args.timeout)
     problems = report.problems()
     _print_report(report, problems, args.json)
@@ -211,6 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, fn: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
         p.set_defaults(fn=fn)
+        # also after the subcommand (`analytics start --config F`); SUPPRESS keeps one given before
+        p.add_argument("--config", default=argparse.SUPPRESS, help="TOML configuration file (default: "
+                       "$ANALYTICS_CONFIG)")
+        p.add_argument("--log-level", default=argparse.SUPPRESS, help="logging level (default INFO)")
         return p
 
     add("version", cmd_version, "print the version")
@@ -221,9 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="record kind of every FILE (default: from each file's name, <source>_*.txt as the "
                         "disk logs are named, else gamelog); sources can be replayed together or one at a "
                         "time, in any order: the store comes out the same")
-    p.add_argument("--game", help="game name for gamelog records (they do not carry it)")
+    p.add_argument("--game", help="game of the gamelog records (they do not carry it; default: the game in "
+                                  "the file's name, gamelog_<game>_*.txt, else [sources.gamelog] game)")
     p.add_argument("--tz", help="IANA time zone of the game's days (overrides the configuration)")
-    p.add_argument("--store", help="store URL (default: $ANALYTICS_STORE or sqlite:///data/analytics.db)")
+    p.add_argument("--store", help="store URL (default: $ANALYTICS_STORE or sqlite:///var/analytics.db)")
     p.add_argument("--mode", choices=["inproc", "tcp"], help="one process (inproc) or separate processes (tcp)")
     p.add_argument("--workers", type=int, metavar="N",
                    help="tcp mode: group the components into N worker processes by stage (0: one each)")
@@ -232,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
 
     p = add("demo", cmd_demo, "replay the sample logs in data/ through the whole topology and print the stats")
-    p.add_argument("--store", help="store URL (default: a fresh SQLite file under data/)")
+    p.add_argument("--store", help="store URL (default: a fresh SQLite file, var/demo.db)")
     p.add_argument("--samples", default="data", help="directory holding *_sample.txt and samples.toml (default data)")
     p.add_argument("--mode", choices=["inproc", "tcp"])
 

@@ -43,8 +43,9 @@ def sample_sources(settings: Settings, data_dir: str | Path) -> list[Any]:
 
 def run_demo(settings: Settings, data_dir: str | Path = "data", out: TextIO = sys.stdout) -> int:
     """Replay the samples into a fresh store (unless one was given) and print a summary."""
-    if settings.store == "sqlite:///data/analytics.db":  # the default: keep the demo's figures apart
-        path = Path(data_dir, "demo.db")
+    if settings.store == f"sqlite:///{settings.data_path('analytics.db')}":  # the default: keep the demo apart
+        path = settings.data_path("demo.db")
+        path.parent.mkdir(parents=True, exist_ok=True)
         for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
             p.unlink(missing_ok=True)
         settings.store = f"sqlite:///{path}"

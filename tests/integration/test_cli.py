@@ -171,3 +171,31 @@ files = ["{tmp_path}/in/user*.json"]
     finally:
         run.send_signal(signal.SIGTERM)
         assert run.wait(30) == 0
+
+
+def readme_commands(prefix: str) -> list[str]:
+    """The README's shell lines that start with `prefix` (comments cut off)."""
+    import re
+    text = (ROOT / "README.md").read_text()
+    lines = [line.split("  #")[0].strip() for block in re.findall(r"```sh\n(.*?)```", text, re.S)
+             for line in block.splitlines()]
+    return [line for line in lines if line.startswith(prefix)]
+
+
+def test_the_readmes_replay_of_the_samples_is_right_as_written(tmp_path):
+    """Each game's players are counted as that game's, and every game of the samples has its actives."""
+    import shlex
+    import tomllib
+    commands = [c for c in readme_commands("analytics replay") if " data/" in c]
+    assert commands, "the README shows no replay of the samples"
+    store = f"sqlite:///{tmp_path}/r.db"
+    for command in commands:
+        out = cli(*shlex.split(command)[1:], "--store", store, "--no-progress", env={"ANALYTICS_CONFIG": ""})
+        assert out.returncode == 0, (command, out.stderr.decode()[-2000:])
+    games = set(tomllib.loads((ROOT / "data" / "samples.toml").read_text())["games"])
+    for game in games:
+        q = cli("query", "loginday", "--game", game, "--json", "--store", store)
+        got = {(d["plat"], d["ts"]): d["count"] for d in map(json.loads, q.stdout.decode().splitlines())}
+        lines = (ROOT / "data" / f"gamelog_{game}_sample.txt").read_text().splitlines()
+        tz = tomllib.loads((ROOT / "data" / "samples.toml").read_text())["games"][game]["tz"]
+        assert got == expected_login_days(lines, tz), game
