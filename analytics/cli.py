@@ -250,7 +250,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         text, code = local_status(settings, args.components or None, as_json=args.json)
         print(text)
         return code
-    expected = args.expect.split(",") if args.expect else None
+    if args.expect:
+        expected = args.expect.split(",")
+    else:  # what `start` runs on this host: a process that died has left the cluster view, not its pid file
+        from analytics.service import started_here
+        expected = started_here(settings, args.components or None)
     text, code = status(settings, expected=expected, as_json=args.json)
     print(text)
     return code
@@ -343,7 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
                                   "exit 1 if a node is failing or missing")
     p.add_argument("components", nargs="*", metavar="COMPONENT", help="pid-file view: only these")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--expect", help="comma-separated component names that must be present (etcd view)")
+    p.add_argument("--expect", help="comma-separated node names that must be present (etcd view; default: "
+                                    "the processes `analytics start` runs on this host, by their pid files)")
     p.add_argument("--local", action="store_true", help="the pid-file view even when etcd is configured")
     return ap
 

@@ -352,6 +352,13 @@ def restart(settings: Settings, only: Sequence[str] | None = None, timeout: floa
     return max(code, start(settings, only, out))
 
 
+def started_here(settings: Settings, only: Sequence[str] | None = None) -> list[str]:
+    """The processes of this host's plan that `start` started and `stop` has not stopped (pid files)."""
+    if not _run_dir(settings).is_dir():
+        return []
+    return [p.name for p in plan(settings, only) if pid_path(settings, p.name).exists()]
+
+
 # -- status -------------------------------------------------------------------------------
 def _fmt_age(seconds: float) -> str:
     """3m05s, 1h02m, 2d04h."""
