@@ -137,6 +137,12 @@ def load_settings(path: str | os.PathLike | None = None,
             raw = tomllib.loads(p.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    if raw:
+        from analytics.options import check_config  # imports the components: only when a file is read
+        try:
+            check_config(raw)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
     top = dict(raw.pop("analytics", {}))
     broker = _dataclass_from(BrokerSettings, raw.pop("broker", {}), "[broker]")
     games = {}
