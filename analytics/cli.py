@@ -10,10 +10,12 @@ ANALYTICS_DEBUG=1 for the whole message and the traceback).
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import re
 import signal
 import sys
+from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
@@ -48,10 +50,55 @@ def _store_host(args: argparse.Namespace) -> str:
     return parts.netloc.rpartition("@")[2] or parts.path
 
 
+#: The first bytes of every SQLite database file.
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a sqlite:/// URL (None for another scheme)."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "sqlite":
+        return None
+    return Path(parts.path[1:] if parts.path.startswith("/") else parts.path)
+
+
+def check_store_url(url: str, *, must_exist: bool = False) -> None:
+    """Refuse, before anything runs, a store URL that cannot work.
+
+    An unknown scheme is a configuration error (exit 2); a SQLite path through a
+    regular file, a file that is not a SQLite database, and (`must_exist`, the read
+    commands, which never create a store) a file that is not there are a store that
+    cannot be reached (exit 3).
+    """
+    from analytics.config import ConfigError
+    from analytics.store import BACKENDS
+    from analytics.store.base import StoreUnavailable
+    scheme = urlsplit(url).scheme.lower()
+    if scheme not in BACKENDS:
+        raise ConfigError(f"unknown store URL {url!r}: known schemes are {', '.join(s + '://' for s in BACKENDS)}")
+    path = sqlite_path(url)
+    if path is None or not str(path):
+        return
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise StoreUnavailable(f"store {path}: {parent} is a file, not a directory")
+    if path.is_file():
+        with open(path, "rb") as f:
+            head = f.read(len(_SQLITE_MAGIC))
+        if head and head != _SQLITE_MAGIC:
+            raise StoreUnavailable(f"store {path} is not a SQLite database")
+    elif path.exists():
+        raise StoreUnavailable(f"store {path} is not a file")
+    elif must_exist:
+        raise StoreUnavailable(f"no store at {path}: nothing was stored there (a replay, `analytics run` or "
+                               f"`analytics demo` writes one; is --store right?)")
+
+
 def _settings(args: argparse.Namespace) -> Any:
     from analytics.config import GameSettings, load_settings
     s = load_settings(args.config, store=getattr(args, "store", None), mode=getattr(args, "mode", None),
                       workers=getattr(args, "workers", None))
+    check_store_url(s.store)
     tz = getattr(args, "tz", None)
     game = getattr(args, "game", None)
     if tz:
@@ -190,7 +237,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from analytics.demo import run_demo
     from analytics.logs import setup_logging
     setup_logging(args.log_level)
-    return run_demo(_settings(args), data_dir=args.samples)
+    samples = args.samples
+    if samples is None:  # ./data, else the samples beside the package (an editable install run elsewhere)
+        here = Path("data")
+        samples = here if (here / "samples.toml").is_file() else Path(__file__).resolve().parents[1] / "data"
+    return run_demo(_settings(args), data_dir=samples)
 
 
 def cmd_query(args: argparse.Namespace) -> int:
@@ -206,6 +257,7 @@ def cmd_query(args: argparse.Namespace) -> int:
         if not sep:
             raise ValueError(f"--where takes FIELD=VALUE, not {item!r}")
         where[key] = value
+    check_store_url(settings.store, must_exist=True)  # a read never creates a store
     with open_store(settings.store) as store:
         docs = query(store, args.collection, game=args.game, area=args.area, plat=args.plat,
                      ts_from=parse_time(args.from_, tz), ts_to=parse_time(args.to, tz), where=where,
@@ -266,7 +318,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from analytics.logs import setup_logging
     from analytics.web.serve import serve
     setup_logging(args.log_level)
-    return serve(_settings(args), args.host, args.port)
+    settings = _settings(args)
+    check_store_url(settings.store, must_exist=True)  # a read never creates a store
+    try:
+        return serve(settings, args.host, args.port)
+    except OSError as exc:
+        if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+            raise
+        from analytics.config import ConfigError
+        http = settings.extra.get("http", {})
+        where = f"{args.host or http.get('host', '127.0.0.1')}:{http.get('port', 8600) if args.port is None else args.port}"
+        raise ConfigError(f"cannot listen on {where}: {exc.strerror} (another server there? --port or "
+                          "[http] port chooses another)") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -305,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("demo", cmd_demo, "replay the sample logs in data/ through the whole topology and print the stats")
     p.add_argument("--store", help="store URL (default: a fresh SQLite file, var/demo.db)")
-    p.add_argument("--samples", default="data", help="directory holding *_sample.txt and samples.toml (default data)")
+    p.add_argument("--samples", help="directory holding *_sample.txt and samples.toml (default: data)")
     p.add_argument("--mode", choices=["inproc", "tcp"])
 
     p = add("query", cmd_query, "print stored documents of one collection, one per line")
@@ -353,8 +416,18 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The arguments; a flag the subcommand does not know is reported with the subcommand's usage."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+        commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     from analytics.config import ConfigError
     from analytics.store.base import QueryError, StoreError, StoreUnavailable
     from analytics.topology import TopologyError
@@ -374,7 +447,8 @@ def main(argv: list[str] | None = None) -> int:
     except StoreUnavailable as exc:
         error, code, msg = exc, EXIT_UNAVAILABLE, brief(str(exc))
         host = _store_host(args)
-        msg = f"store unavailable: {msg}" if not host or host in msg else f"store {host} unavailable: {msg}"
+        if not msg.startswith(("store ", "no store ")):  # else it names the store already
+            msg = f"store unavailable: {msg}" if not host or host in msg else f"store {host} unavailable: {msg}"
     except (StoreError, TimeoutError, RuntimeError) as exc:
         error, code, msg = exc, EXIT_PROBLEM, str(exc)
     if os.environ.get("ANALYTICS_DEBUG"):
