@@ -244,6 +244,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(_settings(args), data_dir=samples)
 
 
+class _NoDocuments:
+    """A store with nothing in it: query() checks its arguments before it reads."""
+
+    def find(self, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        return []
+
+
 def cmd_query(args: argparse.Namespace) -> int:
     import orjson
 
@@ -257,11 +264,14 @@ def cmd_query(args: argparse.Namespace) -> int:
         if not sep:
             raise ValueError(f"--where takes FIELD=VALUE, not {item!r}")
         where[key] = value
-    check_store_url(settings.store, must_exist=True)  # a read never creates a store
-    with open_store(settings.store) as store:
-        docs = query(store, args.collection, game=args.game, area=args.area, plat=args.plat,
+    def run(store: Any) -> list[dict[str, Any]]:
+        return query(store, args.collection, game=args.game, area=args.area, plat=args.plat,
                      ts_from=parse_time(args.from_, tz), ts_to=parse_time(args.to, tz), where=where,
                      limit=args.limit, userlist=args.userlist)
+    run(_NoDocuments())  # a bad argument is reported before the store is looked at
+    check_store_url(settings.store, must_exist=True)  # a read never creates a store
+    with open_store(settings.store) as store:
+        docs = run(store)
     for d in docs:
         if args.json:
             sys.stdout.write(orjson.dumps(d, option=orjson.OPT_SORT_KEYS).decode() + "\n")

@@ -87,7 +87,9 @@ def test_errors_are_one_line_with_meaningful_exit_codes(tmp_path):
     assert "may not start with '$'" in bad.stderr.decode()
     missing = cli("replay", "--game", "dl", str(tmp_path / "nope.txt"))
     assert missing.returncode == 2 and "no such file" in missing.stderr.decode()
-    nogame = cli("replay", "--source", "gamelog", str(SAMPLE), env={"ANALYTICS_CONFIG": ""})
+    unnamed = tmp_path / "game.log"  # a name that records no game
+    unnamed.write_bytes(SAMPLE.read_bytes())
+    nogame = cli("replay", "--source", "gamelog", str(unnamed), env={"ANALYTICS_CONFIG": ""})
     assert nogame.returncode == 2 and "--game" in nogame.stderr.decode()
 
 
