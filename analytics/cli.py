@@ -221,6 +221,71 @@ def replay_specs(settings: Any, files: list[str], source: str | None, game: str 
     return specs
 
 
+#: Lines of a file `guess_source` looks at.
+GUESS_LINES = 50
+
+
+def record_kind(line: bytes) -> str | None:
+    """The record kind a raw line's shape says (None: not a JSON object of a known shape)."""
+    import orjson
+    try:
+        rec = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(rec, dict):
+        return None
+    if isinstance(rec.get("op"), dict) and isinstance(rec.get("data"), dict):
+        return "gamelog"
+    if isinstance(rec.get("users"), dict) and "game" in rec:
+        return "payment"
+    if "uid" in rec and "code" in rec and "game" in rec:
+        return "http"
+    if "uid" in rec and "game" in rec:
+        return "syncuser"
+    return None
+
+
+def kinds_of(path: str, lines: int = GUESS_LINES) -> dict[str, int]:
+    """How many of a file's first lines have the shape of each record kind."""
+    from collections import Counter
+    kinds: Counter[str] = Counter()
+    try:
+        with open(path, "rb") as f:
+            for _, line in zip(range(lines), f):
+                kind = record_kind(line) if line.strip() else None
+                if kind:
+                    kinds[kind] += 1
+    except OSError:
+        pass
+    return dict(kinds)
+
+
+def wrong_source_warnings(report: Any, specs: list[Any], settings: Any) -> list[str]:
+    """One warning per file whose records were all rejected, naming the likely --source.
+
+    A spout that accepted none of its records warns for each of its files; in a spout
+    that accepted some, a file none of whose first lines has the spout's shape (but
+    another's) does.
+    """
+    warnings = []
+    for spec in specs:
+        r = report.spouts.get(spec.name, {})
+        accepted = sum(r.get("sent", {}).values()) + r.get("combined", 0)
+        if not r.get("rejected"):
+            continue
+        source = spec.name.removeprefix("replay_").split("_")[0]
+        for path in spec.options.get("files", []):
+            kinds = kinds_of(path)
+            guess = max(kinds, key=kinds.__getitem__) if kinds else None
+            if accepted and (kinds.get(source) or guess is None):
+                continue
+            hint = (f"its lines look like {guess} records: replay it with --source {guess}"
+                    if guess and guess != source else "see why in the dead letters")
+            warnings.append(f"every record of {path} was rejected as {source} "
+                            f"({settings.data_path('deadletter', spec.name + '.jsonl')}); {hint}")
+    return warnings
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from analytics.app import replay
     from analytics.logs import setup_logging
@@ -230,7 +295,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     report = replay(settings, specs, progress=not args.no_progress, timeout=args.timeout)
     problems = report.problems()
     _print_report(report, problems, args.json)
-    return EXIT_PROBLEM if problems else EXIT_OK
+    warnings = wrong_source_warnings(report, specs, settings)
+    for w in warnings:
+        print(brief(f"warning: {w}", width=2 * ERROR_WIDTH), file=sys.stderr)
+    return EXIT_PROBLEM if problems or warnings else EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -201,3 +201,15 @@ def test_the_readmes_replay_of_the_samples_is_right_as_written(tmp_path):
         lines = (ROOT / "data" / f"gamelog_{game}_sample.txt").read_text().splitlines()
         tz = tomllib.loads((ROOT / "data" / "samples.toml").read_text())["games"][game]["tz"]
         assert got == expected_login_days(lines, tz), game
+
+
+@pytest.mark.parametrize("with_good_file", [False, True])
+def test_a_file_of_another_source_warns_names_the_likely_source_and_exits_1(tmp_path, with_good_file):
+    wrong = tmp_path / "pay.txt"  # payment records given as gamelog
+    wrong.write_bytes((ROOT / "data" / "payment_sample.txt").read_bytes())
+    files = [str(wrong)] + ([str(SAMPLE)] if with_good_file else [])
+    out = cli("replay", "--no-progress", "--source", "gamelog", "--game", "dl", "--store",
+              f"sqlite:///{tmp_path}/s.db", *files, env={"ANALYTICS_CONFIG": ""})
+    warnings = [line for line in out.stderr.decode().splitlines() if line.startswith("warning:")]
+    assert out.returncode == 1, out.stderr.decode()
+    assert len(warnings) == 1 and str(wrong) in warnings[0] and "--source payment" in warnings[0], warnings
