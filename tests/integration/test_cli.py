@@ -213,3 +213,47 @@ def test_a_file_of_another_source_warns_names_the_likely_source_and_exits_1(tmp_
     warnings = [line for line in out.stderr.decode().splitlines() if line.startswith("warning:")]
     assert out.returncode == 1, out.stderr.decode()
     assert len(warnings) == 1 and str(wrong) in warnings[0] and "--source payment" in warnings[0], warnings
+
+
+def test_run_says_what_it_serves_and_where_and_logs_at_info(tmp_path):
+    import re
+    import urllib.request
+    rx, tx = free_port(), free_port()
+    (tmp_path / "in").mkdir()
+    cfg = tmp_path / "a.toml"
+    cfg.write_text(f"""
+[analytics]
+data_dir = "{tmp_path}/var"
+[broker]
+receiver = "tcp://127.0.0.1:{rx}"
+sender = "tcp://127.0.0.1:{tx}"
+[http]
+port = 0
+[sources.gamelog]
+game = "dl"
+files = ["{tmp_path}/in/*.log"]
+[sources.payment]
+files = ["{tmp_path}/in/pay*.json"]
+[sources.syncuser]
+files = ["{tmp_path}/in/user*.json"]
+""")
+    err = tmp_path / "stderr.txt"
+    with open(err, "wb") as f:
+        run = subprocess.Popen([sys.executable, "-m", "analytics.cli", "run", "--config", str(cfg)], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=f, env={**os.environ, "ANALYTICS_LOG_LEVEL": ""})
+    try:
+        deadline = time.monotonic() + 60
+        while "SIGTERM" not in err.read_text() and time.monotonic() < deadline and run.poll() is None:
+            time.sleep(0.2)
+        text = err.read_text()
+        said = [line for line in text.splitlines() if line.startswith("analytics run: ")]
+        assert any(f"{tmp_path}/in/*.log" in line for line in said), text
+        assert any(f"tcp://127.0.0.1:{rx}" in line for line in said), text
+        url = re.search(r"dashboard on (http://127\.0\.0\.1:\d+)/", text)
+        assert url, text
+        with urllib.request.urlopen(url.group(1) + "/api/v1/games", timeout=10) as r:
+            assert r.status == 200
+        assert " INFO " in text and "topology running" in text  # the documented level
+    finally:
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(30) == 0
