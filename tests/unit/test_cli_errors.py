@@ -56,7 +56,9 @@ def run_cli(*args: str, cwd=None, timeout: float = 60):
 
 
 def one_line(err: str) -> bool:
-    return err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err
+    """One error line and no traceback (serve also logs at INFO on stderr before it fails)."""
+    lines = [line for line in err.splitlines() if " INFO " not in line]
+    return len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err
 
 
 @pytest.mark.parametrize("command", ["query", "serve"])
