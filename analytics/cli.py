@@ -414,8 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="analytics", description="Real-time game analytics: spouts -> broker -> bolts -> store.")
     ap.add_argument("--config", help="TOML configuration file (default: $ANALYTICS_CONFIG)")
     ap.add_argument("--log-level", default=None,
-                    help="logging level (default: $ANALYTICS_LOG_LEVEL, else INFO for run and serve, WARNING for "
-                         "the other commands)")
+                    help="logging level (default: $ANALYTICS_LOG_LEVEL, else INFO for run, WARNING for the other "
+                         "commands)")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def add(name: str, fn: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
@@ -508,9 +508,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.log_level is None:  # the servers say what they do; one-shot commands print their own report
+    if args.log_level is None:  # the topology says what it does; the other commands print their own lines
         args.log_level = os.environ.get("ANALYTICS_LOG_LEVEL") or (
-            "INFO" if args.command in ("run", "serve") else "WARNING")
+            "INFO" if args.command == "run" else "WARNING")
     from analytics.config import ConfigError
     from analytics.store.base import QueryError, StoreError, StoreUnavailable
     from analytics.topology import TopologyError

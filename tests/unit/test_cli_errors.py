@@ -56,7 +56,7 @@ def run_cli(*args: str, cwd=None, timeout: float = 60):
 
 
 def one_line(err: str) -> bool:
-    """One error line and no traceback (serve also logs at INFO on stderr before it fails)."""
+    """One error line and no traceback (INFO lines aside, should ANALYTICS_LOG_LEVEL ask for them)."""
     lines = [line for line in err.splitlines() if " INFO " not in line]
     return len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err
 
