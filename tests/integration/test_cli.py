@@ -156,7 +156,7 @@ files = ["{tmp_path}/in/user*.json"]
     assert none.returncode == 3 and "no broker is listening" in none.stderr.decode()
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "game.log").write_text("\n".join(lines[:300]) + "\n")
-    run = subprocess.Popen([sys.executable, "-m", "analytics.cli", "--config", str(cfg), "run"], cwd=ROOT,
+    run = subprocess.Popen([sys.executable, "-m", "analytics.cli", "--config", str(cfg), "--log-level", "WARNING", "run"], cwd=ROOT,
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         fed = subprocess.run(feeder, input=("\n".join(lines[300:]) + "\n").encode(), capture_output=True, timeout=60)
