@@ -89,12 +89,15 @@ def print_summary(store: Any, settings: Settings, out: TextIO = sys.stdout) -> N
         active = {(d["area"], d["plat"], d["ts"]): d for d in store.find("activeday", {"game": game})}
         ret = {(d["area"], d["plat"], d["ts"]): d for d in store.find("loginretention", {"game": game})}
         rows = []
+        # D1 retention of the game's last day is not known yet (nobody could come back the next day)
+        last_day = max(d["ts"] for d in by_game[game])
         for d in sorted(by_game[game], key=lambda d: (d["area"], d["plat"], d["ts"])):
             a = active.get((d["area"], d["plat"], d["ts"]), {})
             r = ret.get((d["area"], d["plat"], d["ts"]), {})
             rows.append([_day(d["ts"], tz), d["area"][-6:], d["plat"], d.get("active", 0), a.get("new_ac_user", 0),
                          a.get("old_ac_user", 0), d.get("reg", 0), d.get("create_role", 0), d.get("pay_user", 0),
-                         float(d.get("pay_amount", 0)), f"{r['d1_rate']:.1f}%" if r.get("cohort") else "-"])
+                         float(d.get("pay_amount", 0)),
+                         f"{r['d1_rate']:.1f}%" if r.get("cohort") and d["ts"] < last_day else "-"])
         _table(rows, ["day", "area", "plat", "active", "new", "old", "sign-ups", "roles", "payers", "revenue",
                       "D1 ret."], out)
         levels: dict[int, int] = defaultdict(int)

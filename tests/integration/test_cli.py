@@ -60,6 +60,12 @@ def test_demo_prints_the_summary_and_leaves_a_store(tmp_path):
     assert out.returncode == 0, out.stderr.decode()[-2000:]
     assert "== dl (days in Asia/Shanghai) ==" in text and "== wsdx (days in America/New_York) ==" in text
     assert "8 rejected" in text and "PROBLEM" not in text
+    import re
+    for block in text.split("\n== ")[1:]:  # D1 retention of each game's last day is not known yet: '-', not 0.0%
+        rows = [line.split() for line in block.splitlines() if re.match(r"  \d{4}-\d\d-\d\d ", line)]
+        last = max(r[0] for r in rows)
+        assert all(r[-1] == "-" for r in rows if r[0] == last), block
+        assert any(r[-1].endswith("%") for r in rows if r[0] < last), block
 
 
 def test_replay_then_query_gives_the_exact_figures_and_a_replay_changes_nothing(tmp_path):
