@@ -35,6 +35,8 @@ class GameSettings:
     name: str
     #: IANA time zone in which the game's days, weeks and months start.
     tz: str = "Asia/Shanghai"
+    #: Currency of the payment amounts (ISO 4217, e.g. "CNY"): the dashboard labels revenue with it.
+    currency: str = ""
 
 
 @dataclass
@@ -87,6 +89,11 @@ class Settings:
     extra: dict[str, Any] = field(default_factory=dict)
     #: The file this came from, if any.
     path: str | None = None
+
+    def currency_of(self, game: str) -> str:
+        """The currency of a game's payment amounts ('' when not configured)."""
+        g = self.games.get(game)
+        return g.currency if g else ""
 
     def tz_of(self, game: str) -> str:
         """The time zone of a game (its own, else the default)."""

@@ -97,8 +97,8 @@ class GamesResource:
         games: dict[str, set[str]] = {}
         for d in query(self.store, "serverstarttime"):
             games.setdefault(d["game"], set()).add(d["area"])
-        resp.media = {"games": [{"game": g, "tz": self.settings.tz_of(g), "areas": sorted(a)}
-                                for g, a in sorted(games.items())]}
+        resp.media = {"games": [{"game": g, "tz": self.settings.tz_of(g), "areas": sorted(a),
+                                 "currency": self.settings.currency_of(g)} for g, a in sorted(games.items())]}
 
 
 class TotalUserResource:

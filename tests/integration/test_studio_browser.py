@@ -37,6 +37,11 @@ def fmt(n) -> str:
     return "–" if n is None else f"{n:,.2f}".rstrip("0").rstrip(".")
 
 
+def money(n) -> str:
+    """The page's money format: always two decimals."""
+    return "–" if n is None else f"{n:,.2f}"
+
+
 def pct(n) -> str:
     return "" if n is None else fmt(n) + "%"
 
@@ -154,15 +159,15 @@ def test_the_monetization_tables_show_the_api_figures(site, page, tmp_path):
     want, got = shown(page, site, "monetization", "/api/v1/monetization", "#monetization", "days")
     for d, cells in zip(want["days"], got):
         assert {c["field"]: c["text"] for c in cells} == {
-            "day": d["day"], "active": fmt(d["active"]), "payers": fmt(d["payers"]), "takings": fmt(d["takings"]),
-            "arpu": fmt(d["arpu"]), "arppu": fmt(d["arppu"]), "paying_rate": pct(d["paying_rate"]),
+            "day": d["day"], "active": fmt(d["active"]), "payers": fmt(d["payers"]), "takings": money(d["takings"]),
+            "arpu": money(d["arpu"]), "arppu": money(d["arppu"]), "paying_rate": pct(d["paying_rate"]),
             "first_time_payers": fmt(d["first_time_payers"])}
     assert any(d["takings"] for d in want["days"]) and any(d["first_time_payers"] for d in want["days"])
     ltv = table(page, "#ltv")
     assert len(ltv) == len(want["ltv"]) == 40
     for r, cells in zip(want["ltv"], ltv):
-        assert [c["text"] for c in cells] == [r["day"], fmt(r["cohort"])] + [fmt(r[f"ltv_d{k}"]) for k in (1, 7, 14, 30)]
-        assert cells[5]["title"] == f"{fmt(r['amount_d30'])} paid by {fmt(r['payers_d30'])} of {fmt(r['cohort'])} users"
+        assert [c["text"] for c in cells] == [r["day"], fmt(r["cohort"])] + [money(r[f"ltv_d{k}"]) for k in (1, 7, 14, 30)]
+        assert cells[5]["title"] == f"{money(r['amount_d30'])} paid by {fmt(r['payers_d30'])} of {fmt(r['cohort'])} users"
     page.screenshot(path=str(shots_dir(tmp_path) / "monetization.png"), full_page=True)
 
 
@@ -194,7 +199,11 @@ def _post(site, events: list[dict]) -> float:
 
 
 def test_the_open_page_follows_todays_figures(site, page, tmp_path):
-    open_view(page, site, "overview")
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+    today = datetime.now(ZoneInfo(ZONES["dl"])).strftime("%Y-%m-%d")
+    open_view(page, site, "overview", to=today)   # today's strip shows when the range reaches today
+    assert page.is_visible("#today")
     page.wait_for_function("window.__live.length > 0 && window.__live.at(-1).via === 'sse'", timeout=15000)
     before = api(site, "/api/v1/today")
     assert _today(page) == {"active": fmt(before["active"]), "signup": fmt(before["signup"]),
