@@ -24,6 +24,7 @@ CHROMIUM = os.environ.get("ANALYTICS_CHROMIUM", "/usr/bin/chromium")
 TZ = "Asia/Shanghai"  # the default zone: game "dl" is not configured
 DAYS = [parse_time(f"2015-01-{d:02d}", TZ) for d in range(5, 15)]
 AREAS, PLATS = ("a1", "a2"), ("1", "2")
+NAMES = {"a1": "Dragon Isle", "a2": "Frozen Tower"}   # the logs' data.server_name
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -65,7 +66,8 @@ def fill(store) -> None:
                     b.upsert(period, {"game": "dl", "area": area, "plat": plat, "ts": start},
                              set={"ac_user": 100 + start % 97, "new_ac_user": 5, "old_ac_user": 95 + start % 97})
     for area in AREAS:
-        b.upsert("serverstarttime", {"game": "dl", "area": area}, set={"ts": DAYS[0]})
+        b.upsert("serverstarttime", {"game": "dl", "area": area},
+                 set={"ts": DAYS[0], "server_name_at": f"{DAYS[-1]:012d}\t{NAMES[area]}"})
         for plat in PLATS:
             for grade in (1, 2, 3, 10):
                 b.upsert("userlevel", {"game": "dl", "area": area, "plat": plat, "grade": grade},
@@ -175,6 +177,8 @@ def test_platform_filter_currency_blank_future_cells_shared_days_and_csv_export(
             kpis(page)
             assert page.evaluate("[...document.querySelectorAll('#plat option')].map(o => o.value)") == ["", *PLATS]
             assert "(CNY)" in page.inner_text("#cards") and page.is_hidden("#today")
+            servers = page.evaluate("[...document.querySelectorAll('#area option')].map(o => [o.value, o.textContent])")
+            assert servers == [["", "All servers"], ["a1", "Dragon Isle"], ["a2", "Frozen Tower"]]
 
             # retention of the last days is not known yet: blank, not 0 %
             rows = page.evaluate("""[...document.querySelectorAll('#retention tbody tr')].map(tr =>

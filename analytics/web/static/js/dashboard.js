@@ -105,7 +105,13 @@
     const g = games.find((x) => x.game === $("game").value);
     const known = g ? g.areas : [];
     const wanted = (area || "").split(",").filter((a) => known.includes(a));
-    $("area").innerHTML = `<option value="">All areas</option>` + known.map((a) => `<option value="${esc(a)}">${esc(a)}</option>`).join("");
+    /* servers by their name (the logs' server_name), the id on hover and, shortened, beside a shared name */
+    const names = (g && g.names) || {};
+    const counts = {};
+    for (const a of known) if (names[a]) counts[names[a]] = (counts[names[a]] || 0) + 1;
+    const label = (a) => !names[a] ? a : counts[names[a]] > 1 ? `${names[a]} · ${a.slice(-6)}` : names[a];
+    $("area").innerHTML = `<option value="">All servers</option>` + known.map((a) =>
+      `<option value="${esc(a)}" title="${esc(a)}">${esc(label(a))}</option>`).join("");
     for (const o of $("area").options) o.selected = wanted.length ? wanted.includes(o.value) : o.value === "";
   }
 
@@ -151,7 +157,7 @@
       const done = await { overview: renderOverview, retention: renderHeatmap, monetization: renderMonetization,
         funnel: renderFunnel }[view](ctx);
       if (done === false || gen !== generation) return;
-      $("status").textContent = `${game}${area ? " / " + area : " (all areas)"} · ${from} to ${to} · times in ${tz}`;
+      $("status").textContent = `${game}${area ? " / " + area : " (all servers)"} · ${from} to ${to} · times in ${tz}`;
     } catch (err) {
       if (gen !== generation) return;
       $("status").className = "status error";
@@ -420,7 +426,7 @@
     $("game").addEventListener("change", async () => { fillAreas(""); const r = await defaultRange($("game").value); $("from").value = r.from; $("to").value = r.to; startLive(); render(); });
     $("area").addEventListener("change", () => {
       const all = $("area").options[0];
-      if (all.selected && areas().length) all.selected = false;   /* a selection replaces "All areas" */
+      if (all.selected && areas().length) all.selected = false;   /* a selection replaces "All servers" */
       if (!areas().length) all.selected = true;
       startLive(); render();
     });
