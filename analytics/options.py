@@ -41,7 +41,9 @@ TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "cluster": (("analytics/cluster.py", "analytics/processes.py"),
                 ("_options(settings)", "cluster_opts", 'settings.extra.get("cluster", {})')),
     "http": (("analytics/web/*.py", "spouts/http_intake.py"),
-             ("http", "table", "http_table", "self.http_table", 'settings.extra.get("http", {})')),
+             ("http", "table", "http_table", "self.http_table", 'settings.extra.get("http", {})',
+              'self.settings.extra.get("http", {})', 'ctx.settings.extra.get("http", {})', 'settings.extra["http"]',
+              'self.settings.extra["http"]')),
     "alerts": (("analytics/alerts.py",), ("table", 'settings.extra.get("alerts", {})')),
 }
 #: Keys read some other way than TABLES says, by table (one line each).
