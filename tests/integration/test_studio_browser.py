@@ -43,7 +43,8 @@ def money(n) -> str:
 
 
 def pct(n) -> str:
-    return "" if n is None else fmt(n) + "%"
+    """The page's rate format: always two decimals."""
+    return "" if n is None else f"{n:,.2f}%"
 
 
 @pytest.fixture(scope="module")
@@ -234,6 +235,8 @@ def test_the_open_page_follows_todays_figures(site, page, tmp_path):
           f"max {lat[-1]:.0f} ms")
     assert api(site, "/api/v1/today")["active"] == base + 20
     page.locator("#today").screenshot(path=str(shots_dir(tmp_path) / "live.png"))
+    open_view(page, site, "overview")   # the generated days only: today's strip stays hidden on them
+    assert page.is_hidden("#today")
     page.screenshot(path=str(shots_dir(tmp_path) / "overview.png"), full_page=True)
 
 

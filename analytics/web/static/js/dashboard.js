@@ -41,7 +41,9 @@
   }
   /* The values of `field` of a Map day -> figures on `days` (`missing` where a day has none). */
   const onDays = (days, byDay, field, missing) => days.map((d) => (byDay.has(d) ? byDay.get(d)[field] : missing));
-  const pct = (n) => (n === null || n === undefined) ? "" : fmt(n) + "%";
+  /* Rates always with two decimals, as the API gives them (28.40%, not 28.4% next to 28.79%). */
+  const pct = (n) => (n === null || n === undefined) ? "" :
+    Number(n).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 }) + "%";
   const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c]));
 
   /* The selected areas ([] = every area of the game). */
@@ -376,9 +378,9 @@
     t.tBodies[0].innerHTML = [...rows.entries()].map(([d, v]) => {
       const cells = RET.map((k) => {
         if (!v.cohort || (lastDay && addDays(d, Number(k)) > lastDay)) return `<td class="na" title="not yet"></td>`;
-        const pct = (100 * v["d" + k]) / v.cohort;
-        const bg = `rgba(59,111,224,${(pct / 100 * 0.85 + 0.03).toFixed(3)})`;
-        return `<td style="background:${bg};color:${pct > 55 ? "#fff" : "inherit"}" title="${v["d" + k]} users">${pct.toFixed(1)}%</td>`;
+        const share = (100 * v["d" + k]) / v.cohort;
+        const bg = `rgba(59,111,224,${(share / 100 * 0.85 + 0.03).toFixed(3)})`;
+        return `<td style="background:${bg};color:${share > 55 ? "#fff" : "inherit"}" title="${v["d" + k]} users">${pct(Math.round(100 * share) / 100)}</td>`;
       }).join("");
       return `<tr><td>${d}</td><td>${fmt(v.cohort)}</td>${cells}</tr>`;
     }).join("");
