@@ -352,9 +352,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from gevent import monkey
     monkey.patch_all()
     from analytics.app import run_forever
+    from analytics.config import ConfigError
     from analytics.logs import setup_logging
+    settings = _settings(args)
+    if not settings.path:
+        raise ConfigError("run needs a configuration file: --config FILE or ANALYTICS_CONFIG (the spouts "
+                          "need their sources; an annotated example: deploy/config/one-host.toml)")
     setup_logging(args.log_level)
-    return run_forever(_settings(args), args.only.split(",") if args.only else None)
+    return run_forever(settings, args.only.split(",") if args.only else None)
 
 
 def cmd_start(args: argparse.Namespace) -> int:

@@ -284,7 +284,7 @@ def start(settings: Settings, only: Sequence[str] | None = None, out: Any = None
             pid_path(settings, name).unlink(missing_ok=True)
             print(f"{name}: FAILED (pid {pid} exited after it was ready): "
                   f"{last_log_line(log_path(settings, name), offset)}  [log {log_path(settings, name)}]", file=out)
-    failed = dead + list(waiting)
+    failed = [name for name in started if name in dead or name in waiting]  # in start order
     if failed:
         print(f"{len(started) - len(failed)} of {len(started)} started; failed: {', '.join(failed)}", file=out)
     return 1 if failed else 0

@@ -21,8 +21,9 @@ def cli(*args: str, cwd: Path = ROOT, timeout: float = 180) -> subprocess.Comple
                           timeout=timeout, env=env)
 
 
-def test_start_without_a_configuration_refuses_in_one_line(tmp_path):
-    out = cli("start", cwd=tmp_path)
+@pytest.mark.parametrize("command", ["start", "run"])
+def test_without_a_configuration_start_and_run_refuse_in_one_line(tmp_path, command):
+    out = cli(command, cwd=tmp_path)
     err = out.stderr.decode()
     assert out.returncode == 2 and err.count("\n") == 1 and "--config" in err, err
     assert not (tmp_path / "var").exists()  # nothing started, nothing created
