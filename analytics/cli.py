@@ -410,7 +410,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             raise
         from analytics.config import ConfigError
         http = settings.extra.get("http", {})
-        where = f"{args.host or http.get('host', '127.0.0.1')}:{http.get('port', 8600) if args.port is None else args.port}"
+        port = http.get("port", 8600) if args.port is None else args.port
+        where = f"{args.host or http.get('host', '127.0.0.1')}:{port}"
         raise ConfigError(f"cannot listen on {where}: {exc.strerror} (another server there? --port or "
                           "[http] port chooses another)") from None
 
