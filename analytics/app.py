@@ -4,6 +4,7 @@ from __future__ import annotations
 import glob
 import logging
 import signal
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -114,6 +115,29 @@ def _progress_bar(runner: LocalRunner, topology: Topology) -> gevent.Greenlet | 
     return gevent.spawn(update)
 
 
+def serving(runner: LocalRunner, settings: Settings, wait: float = 10.0) -> list[str]:
+    """What a running topology serves and where (what `analytics run` prints once it is up)."""
+    topology = runner.topology
+    b = settings.broker
+    lines = [f"{len(topology.spouts)} spouts, {len(topology.bolts)} bolts in this process; store {settings.store}",
+             f"broker: feed tuples to {b.receiver} (bin/read_stdin_gamelog), subscribe at {b.sender}"]
+    for name in topology.spouts:
+        spout = runner.components.get(name)
+        if getattr(spout, "serving", False) and hasattr(spout, "ready"):
+            if spout.ready.wait(wait):
+                lines.append(f"{name}: event intake, stats API and dashboard on {spout.url}/")
+            else:
+                lines.append(f"{name}: the HTTP server is not listening after {wait:g}s (see the log)")
+        elif spout is not None and getattr(spout, "reader", None) is not None:
+            files = spout.option("files")
+            what = (f"files {', '.join(files) if isinstance(files, list) else files}" if files
+                    else f"HTTP {spout.option('http')}" if spout.option("http") else "stdin")
+            lines.append(f"{name}: reads {what}")
+    lines.append(f"disk logs, offsets and dead letters in {settings.data_path()}/; SIGTERM or Ctrl-C flushes and "
+                 "stops")
+    return lines
+
+
 def run_forever(settings: Settings, only: Iterable[str] | None = None) -> int:
     """Run the configured topology in the foreground until SIGTERM/SIGINT, then drain and exit 0.
 
@@ -129,6 +153,8 @@ def run_forever(settings: Settings, only: Iterable[str] | None = None) -> int:
     gevent.signal_handler(signal.SIGINT, stop.set)
     log.info("topology running: %d spouts, %d bolts, store %s", len(topology.spouts), len(topology.bolts),
              settings.store)
+    for line in serving(runner, settings):
+        print(f"analytics run: {line}", file=sys.stderr, flush=True)
     failed: list[str] = []
     while not stop.wait(0.5):
         failed = runner.failures()

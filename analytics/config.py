@@ -18,7 +18,12 @@ from analytics.periods import zone
 
 __all__ = ["Settings", "BrokerSettings", "GameSettings", "ConfigError", "load_settings"]
 
-DEFAULT_STORE = "sqlite:///data/analytics.db"
+#: Runtime data (disk logs, spout offsets, dead letters, the embedded store, pid and log
+#: files) lives here by default: a directory of its own, ignored by git, apart from the
+#: committed sample logs in data/ (so a glob over data/ never meets a run's own logs).
+DEFAULT_DATA_DIR = "var"
+#: The embedded store when no URL is configured: analytics.db in the data directory.
+DEFAULT_STORE = f"sqlite:///{DEFAULT_DATA_DIR}/analytics.db"
 
 
 class ConfigError(ValueError):
@@ -30,6 +35,8 @@ class GameSettings:
     name: str
     #: IANA time zone in which the game's days, weeks and months start.
     tz: str = "Asia/Shanghai"
+    #: Currency of the payment amounts (ISO 4217, e.g. "CNY"): the dashboard labels revenue with it.
+    currency: str = ""
 
 
 @dataclass
@@ -52,7 +59,7 @@ class BrokerSettings:
 class Settings:
     #: Name of this cluster: the etcd key prefix /analytics/<cluster>/.
     cluster: str = "default"
-    #: Store URL: sqlite:///path (embedded default) or mongodb://host/db.
+    #: Store URL: sqlite:///path or mongodb://host/db (default: sqlite, <data_dir>/analytics.db).
     store: str = DEFAULT_STORE
     #: etcd endpoint host:port; empty means no cluster registration.
     etcd: str = ""
@@ -62,10 +69,10 @@ class Settings:
     #: stage into N worker processes (spouts, the bolts they feed, the rest): one per core.
     #: `analytics start` always runs one daemon per component.
     workers: int = 0
-    #: Disk logs, dead letters and spout offsets live here.
-    data_dir: str = "data"
+    #: Disk logs, dead letters, spout offsets and the default store live here.
+    data_dir: str = DEFAULT_DATA_DIR
     #: Pid files and component logs for `analytics start`.
-    run_dir: str = "run"
+    run_dir: str = f"{DEFAULT_DATA_DIR}/run"
     #: Partitions of (game, area) that instances of one bolt divide between them.
     partitions: int = 1
     #: Zone used for games not listed under [games].
@@ -82,6 +89,11 @@ class Settings:
     extra: dict[str, Any] = field(default_factory=dict)
     #: The file this came from, if any.
     path: str | None = None
+
+    def currency_of(self, game: str) -> str:
+        """The currency of a game's payment amounts ('' when not configured)."""
+        g = self.games.get(game)
+        return g.currency if g else ""
 
     def tz_of(self, game: str) -> str:
         """The time zone of a game (its own, else the default)."""
@@ -132,6 +144,12 @@ def load_settings(path: str | os.PathLike | None = None,
             raw = tomllib.loads(p.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    if raw:
+        from analytics.options import check_config  # imports the components: only when a file is read
+        try:
+            check_config(raw)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
     top = dict(raw.pop("analytics", {}))
     broker = _dataclass_from(BrokerSettings, raw.pop("broker", {}), "[broker]")
     games = {}
@@ -154,6 +172,8 @@ def load_settings(path: str | os.PathLike | None = None,
     for key, value in overrides.items():
         if value is not None:
             setattr(settings, key, value)
+    if "store" not in top and not env.get("ANALYTICS_STORE") and overrides.get("store") is None:
+        settings.store = f"sqlite:///{settings.data_path('analytics.db')}"  # the embedded store, with the data
     _check_tz(settings.default_tz, "[analytics] default_tz")
     if settings.mode not in ("inproc", "tcp"):
         raise ConfigError(f"mode must be 'inproc' or 'tcp', not {settings.mode!r}")

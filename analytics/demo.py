@@ -43,8 +43,9 @@ def sample_sources(settings: Settings, data_dir: str | Path) -> list[Any]:
 
 def run_demo(settings: Settings, data_dir: str | Path = "data", out: TextIO = sys.stdout) -> int:
     """Replay the samples into a fresh store (unless one was given) and print a summary."""
-    if settings.store == "sqlite:///data/analytics.db":  # the default: keep the demo's figures apart
-        path = Path(data_dir, "demo.db")
+    if settings.store == f"sqlite:///{settings.data_path('analytics.db')}":  # the default: keep the demo apart
+        path = settings.data_path("demo.db")
+        path.parent.mkdir(parents=True, exist_ok=True)
         for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
             p.unlink(missing_ok=True)
         settings.store = f"sqlite:///{path}"
@@ -82,19 +83,25 @@ def print_summary(store: Any, settings: Settings, out: TextIO = sys.stdout) -> N
     by_game: dict[str, list[dict]] = defaultdict(list)
     for d in store.find("server"):
         by_game[d["game"]].append(d)
+    # servers by the name their logs give them (server_name_at: '<ts>\t<name>'), else the id's end
+    names = {(d["game"], d["area"]): str(d.get("server_name_at") or "").partition("\t")[2]
+             for d in store.find("serverstarttime")}
     for game in sorted(by_game):
         tz = settings.tz_of(game)
         print(f"\n== {game} (days in {tz}) ==", file=out)
         active = {(d["area"], d["plat"], d["ts"]): d for d in store.find("activeday", {"game": game})}
         ret = {(d["area"], d["plat"], d["ts"]): d for d in store.find("loginretention", {"game": game})}
         rows = []
+        # D1 retention of the game's last day is not known yet (nobody could come back the next day)
+        last_day = max(d["ts"] for d in by_game[game])
         for d in sorted(by_game[game], key=lambda d: (d["area"], d["plat"], d["ts"])):
             a = active.get((d["area"], d["plat"], d["ts"]), {})
             r = ret.get((d["area"], d["plat"], d["ts"]), {})
-            rows.append([_day(d["ts"], tz), d["area"][-6:], d["plat"], d.get("active", 0), a.get("new_ac_user", 0),
+            rows.append([_day(d["ts"], tz), names.get((game, d["area"])) or d["area"][-6:], d["plat"], d.get("active", 0), a.get("new_ac_user", 0),
                          a.get("old_ac_user", 0), d.get("reg", 0), d.get("create_role", 0), d.get("pay_user", 0),
-                         float(d.get("pay_amount", 0)), f"{r['d1_rate']:.1f}%" if r.get("cohort") else "-"])
-        _table(rows, ["day", "area", "plat", "active", "new", "old", "sign-ups", "roles", "payers", "revenue",
+                         float(d.get("pay_amount", 0)),
+                         f"{r['d1_rate']:.1f}%" if r.get("cohort") and d["ts"] < last_day else "-"])
+        _table(rows, ["day", "server", "plat", "active", "new", "old", "sign-ups", "roles", "payers", "revenue",
                       "D1 ret."], out)
         levels: dict[int, int] = defaultdict(int)
         for d in store.find("userlevel", {"game": game}):

@@ -3,7 +3,7 @@
 Each bolt module has a module-level ``COLLECTIONS = [Collection(...), ...]``;
 this module gathers them from the modules of the topology. The query layer uses
 it to validate queries and to rebuild the seed's ``userlist`` field from
-membership sets; the README's schema tables are written from the same facts.
+membership sets; docs/schema.md's tables are written from the same facts.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ class Collection:
     name: str
     #: The fields that identify one document, e.g. ('game', 'area', 'plat', 'ts').
     key: tuple[str, ...]
-    #: Field -> meaning, for the README and for people building dashboards.
+    #: Field -> meaning, for docs/schema.md and for people building dashboards.
     fields: dict[str, str] = field(default_factory=dict)
     #: Membership set whose members are this document's `userlist` (None if none).
     userlist_set: str | None = None
@@ -48,7 +48,7 @@ def all_collections() -> dict[str, Collection]:
 
 
 def markdown(collections: dict[str, Collection] | None = None) -> str:
-    """The README's schema section: every collection, its key, fields and their meaning."""
+    """The schema tables of docs/schema.md: every collection, its key, fields and their meaning."""
     collections = collections if collections is not None else all_collections()
     out = []
     for name in sorted(collections):

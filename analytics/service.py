@@ -15,7 +15,11 @@ Which processes this host runs comes from the optional ``[service]`` table:
 and the command line can narrow it further (``analytics start loginhour broker``).
 
 * start: broker, then bolts, then spouts; a live pid file means "already running"
-  (nothing is started twice), a stale one is replaced.
+  (nothing is started twice), a stale one is replaced. It then waits for every new
+  process to be ready (its log says `<name> running:`) or to die, up to `[service]
+  start_timeout` seconds, and exits 1 naming each one that died or is not ready, with
+  the last line of its log. It needs a configuration file (no spout can run without
+  its sources).
 * stop: SIGTERM to the spouts, then the bolts (they flush what they hold), then the
   broker; each group gets `timeout` seconds before SIGKILL. Pid files are removed.
 * status: the pid-file view (name, pid, alive, uptime, log); exit 1 if one is down.
@@ -39,8 +43,14 @@ __all__ = ["Proc", "plan", "start", "stop", "restart", "local_status", "is_runni
 
 log = logging.getLogger(__name__)
 
-#: Seconds `start` watches the new processes before it reports them started.
-START_CHECK_SECONDS = 1.5
+#: Seconds `start` waits for its new processes to be ready ([service] start_timeout): 29
+#: processes importing gevent, zmq and the store on 2 busy cores take 5-15 s.
+START_TIMEOUT = 90.0
+#: What a process logs once it is built (options checked, store open, sockets connected,
+#: registered in etcd when configured): `<name> running: ...` (analytics.processes).
+READY_MARK = " running: "
+#: Seconds `start` looks again after every process is ready, for one that died right after.
+SETTLE_SECONDS = 1.0
 #: What a live child's command line contains (guards against a recycled pid).
 CHILD_MARK = "analytics.processes"
 
@@ -56,14 +66,14 @@ class Proc:
     args: tuple[str, ...]
 
 
+#: The keys of [service] (the configuration check names any other with the closest of these).
+SERVICE_OPTIONS = ("broker", "components", "expect", "start_timeout")
+
+
 def _service_options(settings: Settings) -> dict[str, Any]:
     opts = settings.extra.get("service", {})
     if not isinstance(opts, dict):
         raise ConfigError(f"[service] must be a table, not {opts!r}")
-    unknown = set(opts) - {"broker", "components", "expect", "start_check_seconds"}
-    if unknown:
-        raise ConfigError(f"[service]: unknown setting(s) {', '.join(sorted(unknown))} "
-                          "(known: broker, components, expect, start_check_seconds)")
     return opts
 
 
@@ -172,27 +182,63 @@ def _tail(path: Path, lines: int = 5) -> str:
     return "\n".join("    " + line for line in text[-lines:])
 
 
+def _log_since(path: Path, offset: int) -> str:
+    """What a process wrote to its log after `offset` (the size the log had when it was spawned)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def last_log_line(path: Path, offset: int = 0) -> str:
+    """The last non-blank line a process logged since `offset` (a traceback's last line is its error)."""
+    lines = [line.strip() for line in _log_since(path, offset).splitlines() if line.strip()]
+    return lines[-1] if lines else "(nothing logged)"
+
+
 # -- start --------------------------------------------------------------------------------
-def _spawn(settings: Settings, proc: Proc) -> int:
+def _spawn(settings: Settings, proc: Proc) -> tuple[int, int]:
+    """Start one daemon; (pid, size of its log before it started)."""
     logfile = log_path(settings, proc.name)
     config = str(Path(settings.path).resolve()) if settings.path else ""
     cmd = [sys.executable, "-m", "analytics.processes", *proc.args, "--config", config,
            "--log-file", str(logfile.resolve())]
+    env = dict(os.environ)
+    if logging.getLevelName(env.get("ANALYTICS_LOG_LEVEL", "INFO").upper()) not in (logging.DEBUG, logging.INFO):
+        env["ANALYTICS_LOG_LEVEL"] = "INFO"  # the readiness line is logged at INFO
     with open(logfile, "ab") as out:
+        offset = out.tell()
         child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, close_fds=True,
-                                 start_new_session=True, cwd=os.getcwd())
+                                 start_new_session=True, cwd=os.getcwd(), env=env)
     child.returncode = 0  # not ours to wait for: the daemon outlives this command (no ResourceWarning)
     _write_pid(pid_path(settings, proc.name), child.pid)
-    return child.pid
+    return child.pid, offset
+
+
+def _start_timeout(settings: Settings) -> float:
+    value = _service_options(settings).get("start_timeout", START_TIMEOUT)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+        raise ConfigError(f"[service] start_timeout must be a number of seconds > 0, not {value!r}")
+    return float(value)
 
 
 def start(settings: Settings, only: Sequence[str] | None = None, out: Any = None) -> int:
-    """Start what is not running; 0 when all of it runs afterwards, 1 if a process died at once."""
+    """Start what is not running and wait until each new process is ready or dead.
+
+    0 when every process runs and is ready; 1 naming each one that died or did not get
+    ready within [service] start_timeout, with the last line of its log.
+    """
     out = out or sys.stdout
+    if not settings.path:
+        raise ConfigError("start needs a configuration file: --config FILE or ANALYTICS_CONFIG (the spouts "
+                          "need their sources; an annotated example: deploy/config/one-host.toml)")
     procs = plan(settings, only)
+    timeout = _start_timeout(settings)
     _run_dir(settings).mkdir(parents=True, exist_ok=True)
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
-    started: list[tuple[Proc, int]] = []
+    started: dict[str, tuple[Proc, int, int]] = {}
     for proc in procs:
         path = pid_path(settings, proc.name)
         pid = read_pid(path)
@@ -202,24 +248,46 @@ def start(settings: Settings, only: Sequence[str] | None = None, out: Any = None
         if path.exists():
             log.info("%s: stale pid file (pid %s) replaced", proc.name, pid)
             path.unlink(missing_ok=True)
-        started.append((proc, _spawn(settings, proc)))
+        pid, offset = _spawn(settings, proc)
+        started[proc.name] = (proc, pid, offset)
     if not started:
         return 0
-    deadline = time.monotonic() + float(_service_options(settings).get("start_check_seconds", START_CHECK_SECONDS))
-    dead: list[tuple[Proc, int]] = []
-    while time.monotonic() < deadline:
-        dead = [(p, pid) for p, pid in started if not is_running(pid)]
-        if dead:
-            break
-        time.sleep(0.1)
-    for proc, pid in started:
-        if (proc, pid) in dead:
-            pid_path(settings, proc.name).unlink(missing_ok=True)
-            print(f"{proc.name}: FAILED to start (pid {pid} exited); log {log_path(settings, proc.name)}:\n"
-                  f"{_tail(log_path(settings, proc.name))}", file=out)
-        else:
-            print(f"{proc.name}: started (pid {pid}), log {log_path(settings, proc.name)}", file=out)
-    return 1 if dead else 0
+    t0 = time.monotonic()
+    waiting = dict(started)
+    dead: list[str] = []
+    while waiting and time.monotonic() - t0 < timeout:
+        for name, (proc, pid, offset) in list(waiting.items()):
+            logfile = log_path(settings, name)
+            if not is_running(pid):
+                dead.append(name)
+                del waiting[name]
+                pid_path(settings, name).unlink(missing_ok=True)
+                print(f"{name}: FAILED (pid {pid} exited): {last_log_line(logfile, offset)}  [log {logfile}]",
+                      file=out)
+            elif name + READY_MARK in _log_since(logfile, offset):
+                del waiting[name]
+                print(f"{name}: started (pid {pid}, ready in {time.monotonic() - t0:.1f}s), log {logfile}",
+                      file=out)
+        if waiting:
+            time.sleep(0.2)
+    for name, (proc, pid, offset) in waiting.items():
+        logfile = log_path(settings, name)
+        print(f"{name}: NOT READY after {timeout:g}s (pid {pid} still running): "
+              f"{last_log_line(logfile, offset)}  [log {logfile}]", file=out)
+    # A process can die just after it is ready (an HTTP port in use is bound in its run loop):
+    # look once more after a moment.
+    if not dead and not waiting:
+        time.sleep(SETTLE_SECONDS)
+    for name, (proc, pid, offset) in started.items():
+        if name not in dead and name not in waiting and not is_running(pid):
+            dead.append(name)
+            pid_path(settings, name).unlink(missing_ok=True)
+            print(f"{name}: FAILED (pid {pid} exited after it was ready): "
+                  f"{last_log_line(log_path(settings, name), offset)}  [log {log_path(settings, name)}]", file=out)
+    failed = [name for name in started if name in dead or name in waiting]  # in start order
+    if failed:
+        print(f"{len(started) - len(failed)} of {len(started)} started; failed: {', '.join(failed)}", file=out)
+    return 1 if failed else 0
 
 
 # -- stop ---------------------------------------------------------------------------------
@@ -282,6 +350,13 @@ def restart(settings: Settings, only: Sequence[str] | None = None, timeout: floa
     """stop + start."""
     code = stop(settings, only, timeout, out)
     return max(code, start(settings, only, out))
+
+
+def started_here(settings: Settings, only: Sequence[str] | None = None) -> list[str]:
+    """The processes of this host's plan that `start` started and `stop` has not stopped (pid files)."""
+    if not _run_dir(settings).is_dir():
+        return []
+    return [p.name for p in plan(settings, only) if pid_path(settings, p.name).exists()]
 
 
 # -- status -------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """The serverstarttime bolt: when each game server (game, area) was first seen.
 
 Subscribes every gamelog topic ('gamelog.*'); per (game, area) keeps the $min of
-the event ts. $min is idempotent and order-insensitive: no dedupe needed.
+the event ts, and the server's name (data.server_name) of its newest record that
+carries one, as '<ts, 12 digits><TAB><name>' under $max: the newest name wins in any
+order. $min and $max are idempotent and order-insensitive: no dedupe needed.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from analytics.store.base import Batch
 from analytics.tuples import Tuple
 from bolts.common import need_int, need_str
 
-__all__ = ["FirstSeen", "ServerStartTimeBolt", "COLLECTIONS"]
+__all__ = ["FirstSeen", "ServerStartTimeBolt", "COLLECTIONS", "named_at", "server_name"]
 
 
 # -- pure aggregation --------------------------------------------------------------------
@@ -23,6 +25,7 @@ class FirstSeen:
 
     def __init__(self) -> None:
         self._pending: dict[tuple[str, str], int] = {}
+        self._names: dict[tuple[str, str], str] = {}
 
     def add(self, body: Mapping[str, Any]) -> None:
         if not isinstance(body, dict):
@@ -31,16 +34,39 @@ class FirstSeen:
         ts = need_int(body, "ts")
         if key not in self._pending or ts < self._pending[key]:
             self._pending[key] = ts
+        data = body.get("data")
+        name = data.get("server_name") if type(data) is dict else None
+        if type(name) is str and name:
+            stamped = named_at(ts, name)
+            if stamped > self._names.get(key, ""):
+                self._names[key] = stamped
 
     def take(self) -> dict[tuple[str, str], int]:
         pending, self._pending = self._pending, {}
         return pending
+
+    def take_names(self) -> dict[tuple[str, str], str]:
+        """(game, area) -> named_at(ts, name) of the newest record naming the server, since the last take."""
+        names, self._names = self._names, {}
+        return names
+
+
+def named_at(ts: int, name: str) -> str:
+    """A name tagged with its record's time, so that $max keeps the newest: '<ts:012d>\t<name>'."""
+    return f"{ts:012d}\t{name}"
+
+
+def server_name(named: str | None) -> str:
+    """The name of a stored server_name_at ('' when none)."""
+    return (named or "").partition("\t")[2]
 
 
 COLLECTIONS = [
     Collection("serverstarttime", ("game", "area"), {
         "area": "the game server (area id)",
         "ts": "earliest event ts seen in any gamelog record of the server ($min)",
+        "server_name_at": "'<ts, 12 digits><TAB><data.server_name>' of the newest record naming the server "
+                          "($max: the newest name, whatever the order; '' until one arrives)",
     }, doc="when one game server was first seen", writer="serverstarttime"),
 ]
 
@@ -59,5 +85,12 @@ class ServerStartTimeBolt(Bolt):
         self.first.add(tup.body)
 
     def flush(self, batch: Batch) -> None:
+        names = self.first.take_names()
         for (game, area), ts in sorted(self.first.take().items()):
-            batch.upsert("serverstarttime", {"game": game, "area": area}, min={"ts": ts})
+            name = names.get((game, area))
+            if name:
+                batch.upsert("serverstarttime", {"game": game, "area": area}, min={"ts": ts},
+                             max={"server_name_at": name})
+            else:
+                batch.upsert("serverstarttime", {"game": game, "area": area}, min={"ts": ts},
+                             set_on_insert={"server_name_at": ""})

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Install analytics on this host: a venv under PREFIX, the checkout pip-installed into it,
-# the init script (/etc/init.d/analytics) and the systemd unit, run/ and data/ directories,
+# the init script (/etc/init.d/analytics) and the systemd unit, and the var/ directory (runtime data; var/run: pid and log files),
 # and an `analytics` system user when run as root. Idempotent: running it again upgrades
 # the package and leaves existing configuration alone.
 #
@@ -54,8 +54,8 @@ if [ "$AS_ROOT" = 1 ] && ! id analytics >/dev/null 2>&1; then
     run useradd --system --home-dir "$PREFIX" --no-create-home --shell /usr/sbin/nologin analytics
 fi
 
-# 2. directories: data/ (disk logs, offsets, SQLite store) and run/ (pid and log files)
-run mkdir -p "$DESTDIR$PREFIX" "$DESTDIR$PREFIX/data" "$DESTDIR$PREFIX/run"
+# 2. directories: var/ (disk logs, offsets, SQLite store) and var/run/ (pid and log files)
+run mkdir -p "$DESTDIR$PREFIX" "$DESTDIR$PREFIX/var" "$DESTDIR$PREFIX/var/run"
 
 # 3. the venv and the package (re-running upgrades it in place)
 if [ ! -x "$DESTDIR$VENV/bin/python" ]; then
@@ -87,7 +87,7 @@ render() {  # render SRC DEST MODE
 render "$SRC/deploy/analytics.init" /etc/init.d/analytics 0755
 render "$SRC/deploy/analytics.service" /etc/systemd/system/analytics.service 0644
 if [ "$AS_ROOT" = 1 ] && [ -z "$DESTDIR" ]; then
-    run chown -R analytics:analytics "$PREFIX/data" "$PREFIX/run"
+    run chown -R analytics:analytics "$PREFIX/var"
     if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
         run systemctl daemon-reload
         run systemctl enable analytics.service
@@ -97,4 +97,4 @@ if [ "$AS_ROOT" = 1 ] && [ -z "$DESTDIR" ]; then
 fi
 
 echo "deploy: done. Start with 'service analytics start' (or 'systemctl start analytics'),"
-echo "        check with 'service analytics status'; logs in $PREFIX/run/<name>.log."
+echo "        check with 'service analytics status'; logs in $PREFIX/var/run/<name>.log."

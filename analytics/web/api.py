@@ -113,9 +113,15 @@ class GamesResource:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         request_params(req, set())
         games: dict[str, set[str]] = {}
+        names: dict[str, dict[str, str]] = {}
         for d in query(self.store, "serverstarttime"):
             games.setdefault(d["game"], set()).add(d["area"])
-        resp.media = {"games": [{"game": g, "tz": self.settings.tz_of(g), "areas": sorted(a)}
+            # server_name_at is '<ts>\t<name>' (bolts/serverstarttime.py): the server's newest name
+            name = str(d.get("server_name_at") or "").partition("\t")[2]
+            if name:
+                names.setdefault(d["game"], {})[d["area"]] = name
+        resp.media = {"games": [{"game": g, "tz": self.settings.tz_of(g), "areas": sorted(a),
+                                 "names": names.get(g, {}), "currency": self.settings.currency_of(g)}
                                 for g, a in sorted(games.items())]}
 
 

@@ -85,7 +85,13 @@ class _Report:
         self.store, self.settings, self.clock = store, settings, clock
 
     def today(self, sel: Selection) -> int:
-        return day_start(int(self.clock()), sel.tz)
+        """The last day whose figures are known: today, or the last day with logins when the data ends
+        before (a replayed history): a cohort's D+k after it is None (not yet), not 0."""
+        today = day_start(int(self.clock()), sel.tz)
+        # logins up to 31 days (the longest offset) after the range tell whether its D+k days have data
+        end = add_days(sel.ts_to if sel.ts_to is not None else today, 31, sel.tz)
+        seen = [d["ts"] for d in sel.docs(self.store, "loginday", sel.ts_from, min(end, add_days(today, 1, sel.tz)))]
+        return min(today, max(seen)) if seen else today
 
 
 class CohortsResource(_Report):

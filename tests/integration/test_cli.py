@@ -60,6 +60,12 @@ def test_demo_prints_the_summary_and_leaves_a_store(tmp_path):
     assert out.returncode == 0, out.stderr.decode()[-2000:]
     assert "== dl (days in Asia/Shanghai) ==" in text and "== wsdx (days in America/New_York) ==" in text
     assert "8 rejected" in text and "PROBLEM" not in text
+    import re
+    for block in text.split("\n== ")[1:]:  # D1 retention of each game's last day is not known yet: '-', not 0.0%
+        rows = [line.split() for line in block.splitlines() if re.match(r"  \d{4}-\d\d-\d\d ", line)]
+        last = max(r[0] for r in rows)
+        assert all(r[-1] == "-" for r in rows if r[0] == last), block
+        assert any(r[-1].endswith("%") for r in rows if r[0] < last), block
 
 
 def test_replay_then_query_gives_the_exact_figures_and_a_replay_changes_nothing(tmp_path):
@@ -87,7 +93,9 @@ def test_errors_are_one_line_with_meaningful_exit_codes(tmp_path):
     assert "may not start with '$'" in bad.stderr.decode()
     missing = cli("replay", "--game", "dl", str(tmp_path / "nope.txt"))
     assert missing.returncode == 2 and "no such file" in missing.stderr.decode()
-    nogame = cli("replay", "--source", "gamelog", str(SAMPLE), env={"ANALYTICS_CONFIG": ""})
+    unnamed = tmp_path / "game.log"  # a name that records no game
+    unnamed.write_bytes(SAMPLE.read_bytes())
+    nogame = cli("replay", "--source", "gamelog", str(unnamed), env={"ANALYTICS_CONFIG": ""})
     assert nogame.returncode == 2 and "--game" in nogame.stderr.decode()
 
 
@@ -154,7 +162,7 @@ files = ["{tmp_path}/in/user*.json"]
     assert none.returncode == 3 and "no broker is listening" in none.stderr.decode()
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "game.log").write_text("\n".join(lines[:300]) + "\n")
-    run = subprocess.Popen([sys.executable, "-m", "analytics.cli", "--config", str(cfg), "run"], cwd=ROOT,
+    run = subprocess.Popen([sys.executable, "-m", "analytics.cli", "--config", str(cfg), "--log-level", "WARNING", "run"], cwd=ROOT,
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         fed = subprocess.run(feeder, input=("\n".join(lines[300:]) + "\n").encode(), capture_output=True, timeout=60)
@@ -168,6 +176,90 @@ files = ["{tmp_path}/in/user*.json"]
                 break
             time.sleep(0.5)
         assert got == want
+    finally:
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(30) == 0
+
+
+def readme_commands(prefix: str) -> list[str]:
+    """The README's shell lines that start with `prefix` (comments cut off)."""
+    import re
+    text = (ROOT / "README.md").read_text()
+    lines = [line.split("  #")[0].strip() for block in re.findall(r"```sh\n(.*?)```", text, re.S)
+             for line in block.splitlines()]
+    return [line for line in lines if line.startswith(prefix)]
+
+
+def test_the_readmes_replay_of_the_samples_is_right_as_written(tmp_path):
+    """Each game's players are counted as that game's, and every game of the samples has its actives."""
+    import shlex
+    import tomllib
+    commands = [c for c in readme_commands("analytics replay") if " data/" in c]
+    assert commands, "the README shows no replay of the samples"
+    store = f"sqlite:///{tmp_path}/r.db"
+    for command in commands:
+        out = cli(*shlex.split(command)[1:], "--store", store, "--no-progress", env={"ANALYTICS_CONFIG": ""})
+        assert out.returncode == 0, (command, out.stderr.decode()[-2000:])
+    games = set(tomllib.loads((ROOT / "data" / "samples.toml").read_text())["games"])
+    for game in games:
+        q = cli("query", "loginday", "--game", game, "--json", "--store", store)
+        got = {(d["plat"], d["ts"]): d["count"] for d in map(json.loads, q.stdout.decode().splitlines())}
+        lines = (ROOT / "data" / f"gamelog_{game}_sample.txt").read_text().splitlines()
+        tz = tomllib.loads((ROOT / "data" / "samples.toml").read_text())["games"][game]["tz"]
+        assert got == expected_login_days(lines, tz), game
+
+
+@pytest.mark.parametrize("with_good_file", [False, True])
+def test_a_file_of_another_source_warns_names_the_likely_source_and_exits_1(tmp_path, with_good_file):
+    wrong = tmp_path / "pay.txt"  # payment records given as gamelog
+    wrong.write_bytes((ROOT / "data" / "payment_sample.txt").read_bytes())
+    files = [str(wrong)] + ([str(SAMPLE)] if with_good_file else [])
+    out = cli("replay", "--no-progress", "--source", "gamelog", "--game", "dl", "--store",
+              f"sqlite:///{tmp_path}/s.db", *files, env={"ANALYTICS_CONFIG": ""})
+    warnings = [line for line in out.stderr.decode().splitlines() if line.startswith("warning:")]
+    assert out.returncode == 1, out.stderr.decode()
+    assert len(warnings) == 1 and str(wrong) in warnings[0] and "--source payment" in warnings[0], warnings
+
+
+def test_run_says_what_it_serves_and_where_and_logs_at_info(tmp_path):
+    import re
+    import urllib.request
+    rx, tx = free_port(), free_port()
+    (tmp_path / "in").mkdir()
+    cfg = tmp_path / "a.toml"
+    cfg.write_text(f"""
+[analytics]
+data_dir = "{tmp_path}/var"
+[broker]
+receiver = "tcp://127.0.0.1:{rx}"
+sender = "tcp://127.0.0.1:{tx}"
+[http]
+port = 0
+[sources.gamelog]
+game = "dl"
+files = ["{tmp_path}/in/*.log"]
+[sources.payment]
+files = ["{tmp_path}/in/pay*.json"]
+[sources.syncuser]
+files = ["{tmp_path}/in/user*.json"]
+""")
+    err = tmp_path / "stderr.txt"
+    with open(err, "wb") as f:
+        run = subprocess.Popen([sys.executable, "-m", "analytics.cli", "run", "--config", str(cfg)], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=f, env={**os.environ, "ANALYTICS_LOG_LEVEL": ""})
+    try:
+        deadline = time.monotonic() + 60
+        while "SIGTERM" not in err.read_text() and time.monotonic() < deadline and run.poll() is None:
+            time.sleep(0.2)
+        text = err.read_text()
+        said = [line for line in text.splitlines() if line.startswith("analytics run: ")]
+        assert any(f"{tmp_path}/in/*.log" in line for line in said), text
+        assert any(f"tcp://127.0.0.1:{rx}" in line for line in said), text
+        url = re.search(r"dashboard on (http://127\.0\.0\.1:\d+)/", text)
+        assert url, text
+        with urllib.request.urlopen(url.group(1) + "/api/v1/games", timeout=10) as r:
+            assert r.status == 200
+        assert " INFO " in text and "topology running" in text  # the documented level
     finally:
         run.send_signal(signal.SIGTERM)
         assert run.wait(30) == 0

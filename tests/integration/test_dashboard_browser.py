@@ -24,6 +24,7 @@ CHROMIUM = os.environ.get("ANALYTICS_CHROMIUM", "/usr/bin/chromium")
 TZ = "Asia/Shanghai"  # the default zone: game "dl" is not configured
 DAYS = [parse_time(f"2015-01-{d:02d}", TZ) for d in range(5, 15)]
 AREAS, PLATS = ("a1", "a2"), ("1", "2")
+NAMES = {"a1": "Dragon Isle", "a2": "Frozen Tower"}   # the logs' data.server_name
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -65,7 +66,8 @@ def fill(store) -> None:
                     b.upsert(period, {"game": "dl", "area": area, "plat": plat, "ts": start},
                              set={"ac_user": 100 + start % 97, "new_ac_user": 5, "old_ac_user": 95 + start % 97})
     for area in AREAS:
-        b.upsert("serverstarttime", {"game": "dl", "area": area}, set={"ts": DAYS[0]})
+        b.upsert("serverstarttime", {"game": "dl", "area": area},
+                 set={"ts": DAYS[0], "server_name_at": f"{DAYS[-1]:012d}\t{NAMES[area]}"})
         for plat in PLATS:
             for grade in (1, 2, 3, 10):
                 b.upsert("userlevel", {"game": "dl", "area": area, "plat": plat, "grade": grade},
@@ -73,22 +75,22 @@ def fill(store) -> None:
     store.apply(b)
 
 
-def expected(store, frm: str, to: str, area: str | None = None) -> dict[str, str]:
+def expected(store, frm: str, to: str, area: str | None = None, plat: str | None = None) -> dict[str, str]:
     """What the page must show, computed from the store through the query layer."""
     lo, hi = parse_time(frm, TZ), parse_time(to, TZ) + 86400
 
     def total(coll, f, **kw):
-        return sum(d[f] for d in query(store, coll, game="dl", area=area, ts_from=lo, ts_to=hi, **kw))
+        return sum(d[f] for d in query(store, coll, game="dl", area=area, plat=plat, ts_from=lo, ts_to=hi, **kw))
 
     def last(coll):
-        docs = query(store, coll, game="dl", area=area, ts_to=hi)
+        docs = query(store, coll, game="dl", area=area, plat=plat, ts_to=hi)
         top = max(d["ts"] for d in docs)
         return sum(d["ac_user"] for d in docs if d["ts"] == top)
     fmt = lambda n: f"{n:,.2f}".rstrip("0").rstrip(".")
     return {"kpi-dau": fmt(last("activeday")), "kpi-wau": fmt(last("activeweek")), "kpi-mau": fmt(last("activemonth")),
             "kpi-new": fmt(total("activeday", "new_ac_user")), "kpi-signup": fmt(total("signupday", "count")),
             "kpi-createrole": fmt(total("createroleday", "count")), "kpi-payers": fmt(total("payorderuser", "count")),
-            "kpi-revenue": fmt(total("payorderuser", "pay_amount"))}
+            "kpi-revenue": f"{total('payorderuser', 'pay_amount'):,.2f}"}  # money: always two decimals
 
 
 READ_KEY = "dashboard-read-key-0123456789"
@@ -104,12 +106,13 @@ def served(tmp_path, request):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "ANALYTICS_STORE": f"sqlite:///{db}"}
-    config = []
+    cfg = tmp_path / "serve.toml"
+    text = f'[games.dl]\ntz = "{TZ}"\ncurrency = "CNY"\n'
     if request.param == "keys":
-        (tmp_path / "keys.toml").write_text(f'[http]\nread_keys = {{ "{READ_KEY}" = "studio" }}\n')
-        config = ["--config", str(tmp_path / "keys.toml")]
-    proc = subprocess.Popen([sys.executable, "-m", "analytics.cli", *config, "serve", "--port", str(port)], env=env,
+        text += f'[http]\nread_keys = {{ "{READ_KEY}" = "studio" }}\n'
+    cfg.write_text(text)
+    env = {**os.environ, "ANALYTICS_STORE": f"sqlite:///{db}", "ANALYTICS_CONFIG": str(cfg)}
+    proc = subprocess.Popen([sys.executable, "-m", "analytics.cli", "serve", "--port", str(port)], env=env,
                             cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     line = proc.stderr.readline()
     assert "serving" in line or "on http" in line, line + (proc.stderr.read() if proc.poll() is not None else "")
@@ -194,6 +197,57 @@ def test_with_read_keys_the_dashboard_asks_once_and_its_cookie_carries_fetch_and
             # a second visit asks for nothing
             page.goto(f"{url}/?game=dl&from=2015-01-10&to=2015-01-14")
             assert kpis(page) == expected(store, "2015-01-10", "2015-01-14")
+            assert not errors, errors
+        finally:
+            browser.close()
+
+
+def test_platform_filter_currency_blank_future_cells_shared_days_and_csv_export(served, tmp_path):
+    """What a studio's analyst needs of it: a platform filter, revenue in its currency, no 0 % for
+    retention not known yet, every daily chart on the same days, straight lines, no 'Today' strip
+    on a historical range, and the visible tables as CSV."""
+    sync_playwright = _playwright()
+    url, store = served
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1500}, accept_downloads=True)
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"{url}/?game=dl&from=2015-01-05&to=2015-01-14")
+            kpis(page)
+            assert page.evaluate("[...document.querySelectorAll('#plat option')].map(o => o.value)") == ["", *PLATS]
+            assert "(CNY)" in page.inner_text("#cards") and page.is_hidden("#today")
+            servers = page.evaluate("[...document.querySelectorAll('#area option')].map(o => [o.value, o.textContent])")
+            assert servers == [["", "All servers"], ["a1", "Dragon Isle"], ["a2", "Frozen Tower"]]
+
+            # retention of the last days is not known yet: blank, not 0 %
+            rows = page.evaluate("""[...document.querySelectorAll('#retention tbody tr')].map(tr =>
+                [...tr.cells].map(td => td.textContent))""")
+            by_day = {r[0]: r[2:] for r in rows}      # D1..D7, D14, D30
+            assert by_day["2015-01-14"][0] == "" and by_day["2015-01-13"][0].endswith("%")
+            assert by_day["2015-01-10"][6] == "" and by_day["2015-01-10"][2].endswith("%")   # D7 past the end; D3 not
+            assert all(cell == "" for cell in by_day["2015-01-05"][7:])                     # D14, D30
+
+            charts = page.evaluate("""['chart-active', 'chart-signup', 'chart-pay', 'chart-coin'].map(id => {
+                const c = Chart.getChart(id); return {labels: c.data.labels, tension: c.data.datasets.map(d => d.tension)}; })""")
+            days = [f"2015-01-{d:02d}" for d in range(5, 15)]
+            assert all(c["labels"] == days for c in charts), charts
+            assert all(t == 0 for c in charts for t in c["tension"])
+
+            page.evaluate("document.body.dataset.ready = '0'")
+            page.select_option("#plat", "2")
+            assert kpis(page) == expected(store, "2015-01-05", "2015-01-14", plat="2")
+            assert "plat=2" in page.url
+
+            with page.expect_download() as dl:
+                page.click("#csv")
+            text = Path(dl.value.path()).read_text()
+            assert text == page.evaluate("window.__csv()")
+            lines = text.splitlines()
+            assert lines[0].startswith("Login retention") and lines[1].startswith("cohort day,new roles,D1")
+            first = page.evaluate("[...document.querySelector('#retention tbody tr').cells].map(c => c.textContent)")
+            assert lines[2] == ",".join(first)
             assert not errors, errors
         finally:
             browser.close()

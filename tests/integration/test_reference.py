@@ -188,7 +188,8 @@ def test_every_collection_matches_the_brute_force_model(dataset, first_run):
         assert expected.get(name), f"the reference has no {name} documents: the data set does not exercise it"
     # hand-picked figures of the edge records, independent of both implementations
     dl = ("dl", DL_AREA, "2001")
-    assert expected["serverstarttime"][("dl", "edge-area")] == {"ts": DAY + 3600 - 3 * 86400}
+    assert expected["serverstarttime"][("dl", "edge-area")] == {"ts": DAY + 3600 - 3 * 86400,
+                                                               "server_name_at": f"{DAY + 3600 - 3 * 86400:012d}\tedge"}
     assert expected["cointype"][(*dl, DAY, "gift")] == {"consumed": 7, "gained": 12, "times": 2}
     assert expected["shop"][(*dl, DAY, "i9")] == {"count": 3, "buy_times": 2, "cost": 2.75, "users": 1}
     assert expected["payorderdetail"][(*dl, DAY, "dl-edge-1")] == {"times": 2, "amount": 0.1}

@@ -254,6 +254,7 @@ def expected(*, gamelogs: Mapping[str, list[Path]], payments: list[Path], syncus
     tasks: dict[tuple, dict[str, Any]] = {}
     grades: dict[tuple, tuple[int, int]] = {}                   # user -> (ts, grade) newest
     start: dict[tuple, int] = {}
+    names: dict[tuple, str] = {}      # server -> '<ts:012d>\t<name>' of its newest record that names it
     kinds = {"login_logcount": ("login", "userfirst"), "signup_logcount": ("signup", None),
              "createrole_logcount": ("createrole", "rolefirst")}
     for game, paths in gamelogs.items():
@@ -266,6 +267,10 @@ def expected(*, gamelogs: Mapping[str, list[Path]], payments: list[Path], syncus
                                             b["data"])
             server = (g, a, p)
             start[(g, a)] = min(start.get((g, a), ts), ts)
+            # logins, sign-ups and role creations travel without their data (spouts/gamelog.py)
+            if code not in kinds and isinstance(data, dict) and isinstance(data.get("server_name"), str) \
+                    and data["server_name"]:
+                names[(g, a)] = max(names.get((g, a), ""), f"{ts:012d}\t{data['server_name']}")
             day = day_of(ts, tz)
             if code in kinds:
                 kind, firstcoll = kinds[code]
@@ -357,7 +362,7 @@ def expected(*, gamelogs: Mapping[str, list[Path]], payments: list[Path], syncus
             assert len(t["names"]) == 1, f"several names for task {key}"
             doc["task_name"] = next(iter(t["names"]))
         out["mainline"][key] = doc
-    out["serverstarttime"] = {k: {"ts": ts} for k, ts in start.items()}
+    out["serverstarttime"] = {k: {"ts": ts, "server_name_at": names.get(k, "")} for k, ts in start.items()}
 
     # ---- payment: per (server, day, uid) the largest times and the largest amount ----
     detail: dict[tuple, list] = {}

@@ -49,3 +49,18 @@ def test_server_start_time_is_the_earliest_event(tmp_path):
     run(bolt, [gamelog("login_logcount", "u", 500), gamelog("coin_logchange", "u", 400, game="wsdx")])
     run(bolt, [gamelog("signup_logcount", "u", 450), gamelog("signup_logcount", "u", 600)])
     assert {(d["game"], d["ts"]) for d in store.find("serverstarttime")} == {("dl", 450), ("wsdx", 400)}
+
+
+def test_a_servers_name_is_its_newest_records_in_any_order(tmp_path):
+    from bolts.serverstarttime import server_name
+    store = open_test_store(tmp_path)
+    bolt = make_bolt(ServerStartTimeBolt, tmp_path, store)
+    login = gamelog("login_logcount", "u", 500)
+    del login.body["data"]                                           # as the spout sends logins: no data
+    run(bolt, [login])
+    assert store.find("serverstarttime")[0]["server_name_at"] == ""  # every field, '' until a name arrives
+    run(bolt, [gamelog("coin_logchange", "u", 900, server_name="Dragon Isle"),
+               gamelog("coin_logchange", "u", 700, server_name="s1009")])
+    run(bolt, [gamelog("coin_logchange", "u", 800, server_name="s1009-old")])  # older, later: changes nothing
+    (doc,) = store.find("serverstarttime")
+    assert server_name(doc["server_name_at"]) == "Dragon Isle" and doc["ts"] == 500

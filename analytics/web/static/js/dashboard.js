@@ -12,6 +12,8 @@
   const VIEWS = ["overview", "retention", "monetization", "funnel"];
   const LTV = ["1", "7", "14", "30"];
   let view = "overview";
+  /* game -> the last day with logins in the store: retention after it is not known yet */
+  const lastDataDay = {};
 
   function nextDay(s) {
     const [y, m, d] = s.split("-").map(Number);
@@ -27,7 +29,21 @@
       .format(new Date(ts * 1000));
   }
   const fmt = (n) => (n === null || n === undefined) ? "–" : Number(n).toLocaleString("en-US", { maximumFractionDigits: 2 });
-  const pct = (n) => (n === null || n === undefined) ? "" : fmt(n) + "%";
+  /* Money always with two decimals (46.00 next to 27.75, not 46). */
+  const money = (n) => (n === null || n === undefined) ? "–" :
+    Number(n).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  function currencyOf(game) { const g = games.find((x) => x.game === game); return (g && g.currency) || ""; }
+  /* Every day from `from` to `to`: the shared x axis of the daily charts. */
+  function daysBetween(from, to) {
+    const out = [];
+    for (let d = from; d && to && d <= to && out.length < 1000; d = nextDay(d)) out.push(d);
+    return out;
+  }
+  /* The values of `field` of a Map day -> figures on `days` (`missing` where a day has none). */
+  const onDays = (days, byDay, field, missing) => days.map((d) => (byDay.has(d) ? byDay.get(d)[field] : missing));
+  /* Rates always with two decimals, as the API gives them (28.40%, not 28.4% next to 28.79%). */
+  const pct = (n) => (n === null || n === undefined) ? "" :
+    Number(n).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 }) + "%";
   const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c]));
 
   /* The selected areas ([] = every area of the game). */
@@ -37,6 +53,7 @@
   /* /api/v1/stats takes one area: a selection is one request per area, concatenated. */
   async function statsOf(collection, params) {
     const sel = areas();
+    params = { ...params, plat: $("plat").value };
     if (sel.length <= 1) return stats(collection, { ...params, area: sel[0] || "" });
     const parts = await Promise.all(sel.map((a) => stats(collection, { ...params, area: a })));
     return parts.flat();
@@ -80,7 +97,7 @@
   }
   function series(label, data, i, extra) {
     return Object.assign({ label, data, backgroundColor: COLORS[i % COLORS.length], borderColor: COLORS[i % COLORS.length],
-      borderWidth: 2, pointRadius: 2, tension: 0.25, cubicInterpolationMode: "monotone" }, extra || {});
+      borderWidth: 2, pointRadius: 2, tension: 0 }, extra || {});  /* straight: a curve overshoots between points */
   }
 
   function fillSelectors(sel) {
@@ -92,24 +109,43 @@
     const g = games.find((x) => x.game === $("game").value);
     const known = g ? g.areas : [];
     const wanted = (area || "").split(",").filter((a) => known.includes(a));
-    $("area").innerHTML = `<option value="">All areas</option>` + known.map((a) => `<option value="${esc(a)}">${esc(a)}</option>`).join("");
+    /* servers by their name (the logs' server_name), the id on hover and, shortened, beside a shared name */
+    const names = (g && g.names) || {};
+    const counts = {};
+    for (const a of known) if (names[a]) counts[names[a]] = (counts[names[a]] || 0) + 1;
+    const label = (a) => !names[a] ? a : counts[names[a]] > 1 ? `${names[a]} · ${a.slice(-6)}` : names[a];
+    $("area").innerHTML = `<option value="">All servers</option>` + known.map((a) =>
+      `<option value="${esc(a)}" title="${esc(a)}">${esc(label(a))}</option>`).join("");
     for (const o of $("area").options) o.selected = wanted.length ? wanted.includes(o.value) : o.value === "";
   }
 
-  async function defaultRange(game) {
+  /* The platforms of a game (from its loginday documents): the platform picker. */
+  function fillPlats(docs, plat) {
+    const plats = [...new Set(docs.map((d) => String(d.plat)))].sort();
+    $("plat").innerHTML = `<option value="">All platforms</option>` + plats.map((p) => `<option value="${esc(p)}">${esc(p)}</option>`).join("");
+    $("plat").value = plats.includes(plat) ? plat : "";
+  }
+  async function defaultRange(game, plat) {
     const docs = await stats("loginday", { game });
+    fillPlats(docs, plat || "");
     const tz = tzOf(game);
     const last = docs.length ? dayOf(Math.max(...docs.map((d) => d.ts)), tz) : dayOf(Date.now() / 1000, tz);
+    if (docs.length) lastDataDay[game] = last;
     return { from: addDays(last, -29), to: last };
   }
 
   async function render() {
     const gen = ++generation;
     document.body.dataset.ready = "0";
-    const game = $("game").value, sel = areas(), from = $("from").value, to = $("to").value;
+    const game = $("game").value, sel = areas(), from = $("from").value, to = $("to").value, plat = $("plat").value;
     const area = sel.join(",");
     const tz = tzOf(game);
     const params = new URLSearchParams({ game, area, from, to });
+    if (plat) params.set("plat", plat);
+    const cur = currencyOf(game);
+    for (const e of document.querySelectorAll(".currency")) e.textContent = cur ? `(${cur})` : "";
+    /* today's strip only when the range reaches today: on a historical range it would show zeros */
+    $("today").hidden = !(to && to >= dayOf(Date.now() / 1000, tz));
     if (view !== "overview") params.set("view", view);
     if (liveMode === "poll") params.set("live", "poll");
     history.replaceState(null, "", "?" + params);
@@ -119,12 +155,13 @@
     }
     $("status").className = "status";
     $("status").textContent = `Loading ${game}${area ? " / " + area : ""} ${from} … ${to}`;
-    const ctx = { gen, game, area, tz, from, to, range: { game, area, from, to: to ? nextDay(to) : "" } };
+    const ctx = { gen, game, area, tz, from, to, cur, days: daysBetween(from, to),
+      range: { game, area, plat, from, to: to ? nextDay(to) : "" } };
     try {
       const done = await { overview: renderOverview, retention: renderHeatmap, monetization: renderMonetization,
         funnel: renderFunnel }[view](ctx);
       if (done === false || gen !== generation) return;
-      $("status").textContent = `${game}${area ? " / " + area : " (all areas)"} · ${from} to ${to} · times in ${tz}`;
+      $("status").textContent = `${game}${area ? " / " + area : " (all servers)"} · ${from} to ${to} · times in ${tz}`;
     } catch (err) {
       if (gen !== generation) return;
       $("status").className = "status error";
@@ -133,7 +170,7 @@
     document.body.dataset.ready = "1";
   }
 
-  async function renderOverview({ gen, game, tz, from, range }) {
+  async function renderOverview({ gen, game, tz, from, range, days, cur }) {
     const base = { game };
     range = { game, from: range.from, to: range.to };
     const wide = { ...base, from: addDays(from, -31), to: range.to };
@@ -150,30 +187,30 @@
     $("kpi-signup").textContent = fmt(total(signup, "count"));
     $("kpi-createrole").textContent = fmt(total(createrole, "count"));
     $("kpi-payers").textContent = fmt(total(pay, "count"));
-    $("kpi-revenue").textContent = fmt(total(pay, "pay_amount"));
+    $("kpi-revenue").textContent = money(total(pay, "pay_amount"));
 
     const day = (d) => dayOf(d.ts, tz);
     const act = sumBy(activeday, day, ["ac_user", "new_ac_user", "old_ac_user"]);
-    draw("chart-active", { type: "bar", data: { labels: [...act.keys()], datasets: [
-      series("DAU", [...act.values()].map((v) => v.ac_user), 0, { type: "line" }),
-      series("new", [...act.values()].map((v) => v.new_ac_user), 2, { stack: "u" }),
-      series("returning", [...act.values()].map((v) => v.old_ac_user), 1, { stack: "u" })] },
+    draw("chart-active", { type: "bar", data: { labels: days, datasets: [
+      series("DAU", onDays(days, act, "ac_user", 0), 0, { type: "line" }),
+      series("new", onDays(days, act, "new_ac_user", 0), 2, { stack: "u" }),
+      series("returning", onDays(days, act, "old_ac_user", 0), 1, { stack: "u" })] },
       options: { scales: { x: { stacked: true }, y: { stacked: true, beginAtZero: true } } } });
 
     const su = sumBy([...signup.map((d) => ({ ts: d.ts, s: d.count })), ...createrole.map((d) => ({ ts: d.ts, c: d.count }))], day, ["s", "c"]);
-    draw("chart-signup", { type: "line", data: { labels: [...su.keys()], datasets: [
-      series("sign-ups", [...su.values()].map((v) => v.s), 0), series("role creations", [...su.values()].map((v) => v.c), 3)] },
+    draw("chart-signup", { type: "line", data: { labels: days, datasets: [
+      series("sign-ups", onDays(days, su, "s", 0), 0), series("role creations", onDays(days, su, "c", 0), 3)] },
       options: { scales: { y: { beginAtZero: true } } } });
 
     const p = sumBy(pay, day, ["count", "pay_amount"]);
-    draw("chart-pay", { type: "bar", data: { labels: [...p.keys()], datasets: [
-      series("revenue", [...p.values()].map((v) => v.pay_amount), 2, { yAxisID: "y" }),
-      series("paying users", [...p.values()].map((v) => v.count), 4, { type: "line", yAxisID: "y1" })] },
+    draw("chart-pay", { type: "bar", data: { labels: days, datasets: [
+      series(cur ? `revenue (${cur})` : "revenue", onDays(days, p, "pay_amount", 0), 2, { yAxisID: "y" }),
+      series("paying users", onDays(days, p, "count", 0), 4, { type: "line", yAxisID: "y1" })] },
       options: { scales: { y: { beginAtZero: true, position: "left" }, y1: { beginAtZero: true, position: "right", grid: { drawOnChartArea: false } } } } });
 
     const c = sumBy(coin, day, ["consumed", "gained"]);
-    draw("chart-coin", { type: "line", data: { labels: [...c.keys()], datasets: [
-      series("consumed", [...c.values()].map((v) => v.consumed), 4), series("gained", [...c.values()].map((v) => v.gained), 2)] },
+    draw("chart-coin", { type: "line", data: { labels: days, datasets: [
+      series("consumed", onDays(days, c, "consumed", 0), 4), series("gained", onDays(days, c, "gained", 0), 2)] },
       options: { scales: { y: { beginAtZero: true } } } });
 
     const ct = sumBy(cointype, (d) => d.type, ["consumed", "gained"]);
@@ -186,7 +223,10 @@
     draw("chart-level", { type: "bar", data: { labels: lv.map((l) => "Lv " + l[0]), datasets: [
       series("users", lv.map((l) => l[1].count), 0)] }, options: { plugins: { legend: { display: false } } } });
 
-    renderRetention(sumBy(retention, day, ["cohort", ...RET.map((k) => "d" + k)]));
+    /* the last day with data: a cohort's D+k after it is not known yet (blank, not 0 %) */
+    const known = [...act.keys()];
+    renderRetention(sumBy(retention, day, ["cohort", ...RET.map((k) => "d" + k)]),
+      lastDataDay[game] || (known.length ? known[known.length - 1] : ""));
   }
 
   /* A sequential colour for a share of the table's largest share: light blue to deep blue. */
@@ -221,40 +261,42 @@
         `<th title="${fmt(tot["d" + k])} of ${fmt(tot["d" + k + "_cohort"])} users">${pct(tot["d" + k + "_rate"])}</th>`).join("") + "</tr>" : "";
   }
 
-  async function renderMonetization({ gen, range }) {
+  async function renderMonetization({ gen, range, days, cur }) {
     const data = await api("/api/v1/monetization", range);
     if (gen !== generation) return false;
-    const labels = data.days.map((d) => d.day);
+    const labels = days, byDay = new Map(data.days.map((d) => [d.day, d]));
     draw("chart-arpu", { type: "line", data: { labels, datasets: [
-      series("ARPU", data.days.map((d) => d.arpu), 0), series("ARPPU", data.days.map((d) => d.arppu), 1, { yAxisID: "y1" })] },
+      series("ARPU", onDays(days, byDay, "arpu", null), 0), series("ARPPU", onDays(days, byDay, "arppu", null), 1, { yAxisID: "y1" })] },
       options: { scales: { y: { beginAtZero: true, position: "left", title: { display: true, text: "ARPU" } },
         y1: { beginAtZero: true, position: "right", grid: { drawOnChartArea: false }, title: { display: true, text: "ARPPU" } } } } });
     draw("chart-payrate", { type: "bar", data: { labels, datasets: [
-      series("paying rate %", data.days.map((d) => d.paying_rate), 4, { type: "line", yAxisID: "y1" }),
-      series("first-time payers", data.days.map((d) => d.first_time_payers), 2)] },
+      series("paying rate %", onDays(days, byDay, "paying_rate", null), 4, { type: "line", yAxisID: "y1" }),
+      series("first-time payers", onDays(days, byDay, "first_time_payers", 0), 2)] },
       options: { scales: { y: { beginAtZero: true }, y1: { beginAtZero: true, position: "right", grid: { drawOnChartArea: false } } } } });
     const cols = [["day", "day"], ["active", "active users"], ["payers", "payers"], ["takings", "takings"], ["arpu", "ARPU"],
       ["arppu", "ARPPU"], ["paying_rate", "paying rate"], ["first_time_payers", "first-time payers"]];
     const t = $("monetization");
     t.tHead.innerHTML = "<tr>" + cols.map((c) => `<th>${c[1]}</th>`).join("") + "</tr>";
-    const show = (f, v) => f === "day" ? v : f === "paying_rate" ? pct(v) : fmt(v);
+    const MONEY = new Set(["takings", "arpu", "arppu"]);
+    const show = (f, v) => f === "day" ? v : f === "paying_rate" ? pct(v) : MONEY.has(f) ? money(v) : fmt(v);
     t.tBodies[0].innerHTML = data.days.length ? data.days.map((d) =>
       `<tr data-day="${d.day}">` + cols.map(([f]) => `<td data-field="${f}">${show(f, d[f])}</td>`).join("") + "</tr>").join("")
       : `<tr><td colspan="${cols.length}" class="empty">no payments or logins in this range</td></tr>`;
     const sum = (f) => data.days.reduce((s, d) => s + d[f], 0);
     const active = sum("active"), payers = sum("payers"), takings = sum("takings");
-    t.tFoot.innerHTML = data.days.length ? `<tr><th>range</th><th>${fmt(active)}</th><th>${fmt(payers)}</th><th>${fmt(takings)}</th>` +
-      `<th title="takings / active user-days">${fmt(active ? takings / active : 0)}</th><th title="takings / payer-days">${fmt(payers ? takings / payers : 0)}</th>` +
+    t.tFoot.innerHTML = data.days.length ? `<tr><th>range</th><th>${fmt(active)}</th><th>${fmt(payers)}</th><th>${money(takings)}</th>` +
+      `<th title="takings / active user-days">${money(active ? takings / active : 0)}</th><th title="takings / payer-days">${money(payers ? takings / payers : 0)}</th>` +
       `<th>${pct(active ? 100 * payers / active : 0)}</th><th>${fmt(sum("first_time_payers"))}</th></tr>` : "";
 
     const lt = $("ltv");
     lt.tHead.innerHTML = "<tr><th>cohort day</th><th>users</th>" + LTV.map((k) => `<th>LTV D${k}</th>`).join("") + "</tr>";
     lt.tBodies[0].innerHTML = data.ltv.length ? data.ltv.map((r) => `<tr data-day="${r.day}"><td>${r.day}</td><td>${fmt(r.cohort)}</td>` +
       LTV.map((k) => r["ltv_d" + k] === null ? `<td class="na" title="not yet"></td>` :
-        `<td data-field="ltv_d${k}" title="${fmt(r["amount_d" + k])} paid by ${fmt(r["payers_d" + k])} of ${fmt(r.cohort)} users">${fmt(r["ltv_d" + k])}</td>`).join("") + "</tr>").join("")
+        `<td data-field="ltv_d${k}" title="${money(r["amount_d" + k])} paid by ${fmt(r["payers_d" + k])} of ${fmt(r.cohort)} users">${money(r["ltv_d" + k])}</td>`).join("") + "</tr>").join("")
       : `<tr><td colspan="${LTV.length + 2}" class="empty">no cohorts in this range</td></tr>`;
-    draw("chart-ltv", { type: "line", data: { labels: data.ltv.map((r) => r.day), datasets:
-      LTV.map((k, i) => series("D" + k, data.ltv.map((r) => r["ltv_d" + k]), i, { spanGaps: false })) },
+    const ltvByDay = new Map(data.ltv.map((r) => [r.day, r]));  /* a cohort not yet at D+k is a gap, not 0 */
+    draw("chart-ltv", { type: "line", data: { labels: days, datasets:
+      LTV.map((k, i) => series("D" + k, onDays(days, ltvByDay, "ltv_d" + k, null), i, { spanGaps: false })) },
       options: { scales: { y: { beginAtZero: true } } } });
   }
 
@@ -290,15 +332,15 @@
     $("live-signup").textContent = fmt(snap.signup);
     $("live-role").textContent = fmt(snap.role);
     $("live-payers").textContent = fmt(snap.payers);
-    $("live-takings").textContent = fmt(snap.takings);
-    $("live-arpu").textContent = fmt(snap.arpu);
+    $("live-takings").textContent = money(snap.takings);
+    $("live-arpu").textContent = money(snap.arpu);
     $("live-paying-rate").textContent = pct(snap.paying_rate);
     const at = new Date().toLocaleTimeString("en-GB");
     $("live-status").textContent = via === "sse" ? `live · updated ${at}` : `polling every 2 s · updated ${at}`;
     $("live-status").className = "live-status " + via;
     requestAnimationFrame(() => window.__live.push({ seq: snap.seq, shown: Date.now(), via, ...snap }));
   }
-  function liveParams() { return { game: $("game").value, area: areas().join(",") }; }
+  function liveParams() { return { game: $("game").value, area: areas().join(","), plat: $("plat").value }; }
   function stopLive() {
     if (source) { source.close(); source = null; }
     clearInterval(pollTimer); pollTimer = null;
@@ -331,18 +373,42 @@
     };
   }
 
-  function renderRetention(rows) {
+  function renderRetention(rows, lastDay) {
     const t = $("retention");
     t.tHead.innerHTML = "<tr><th>cohort day</th><th>new roles</th>" + RET.map((k) => `<th>D${k}</th>`).join("") + "</tr>";
     if (!rows.size) { t.tBodies[0].innerHTML = `<tr><td colspan="${RET.length + 2}" class="empty">no cohorts in this range</td></tr>`; return; }
     t.tBodies[0].innerHTML = [...rows.entries()].map(([d, v]) => {
       const cells = RET.map((k) => {
-        const pct = v.cohort ? (100 * v["d" + k]) / v.cohort : 0;
-        const bg = `rgba(59,111,224,${(pct / 100 * 0.85 + 0.03).toFixed(3)})`;
-        return `<td style="background:${bg};color:${pct > 55 ? "#fff" : "inherit"}" title="${v["d" + k]} users">${pct.toFixed(1)}%</td>`;
+        if (!v.cohort || (lastDay && addDays(d, Number(k)) > lastDay)) return `<td class="na" title="not yet"></td>`;
+        const share = (100 * v["d" + k]) / v.cohort;
+        const bg = `rgba(59,111,224,${(share / 100 * 0.85 + 0.03).toFixed(3)})`;
+        return `<td style="background:${bg};color:${share > 55 ? "#fff" : "inherit"}" title="${v["d" + k]} users">${pct(Math.round(100 * share) / 100)}</td>`;
       }).join("");
       return `<tr><td>${d}</td><td>${fmt(v.cohort)}</td>${cells}</tr>`;
     }).join("");
+  }
+
+  /* -- CSV export of the tables the current view shows ------------------------------------------ */
+  const csvCell = (s) => (/[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
+  function viewCSV() {
+    const out = [];
+    for (const t of document.querySelectorAll(`#view-${view} table`)) {
+      const head = t.closest("section, figure");
+      const title = head && head.querySelector("h2, figcaption");
+      if (out.length) out.push("");
+      if (title) out.push(csvCell(title.textContent.trim()));
+      for (const tr of t.querySelectorAll("tr")) out.push([...tr.cells].map((c) => csvCell(c.textContent.trim())).join(","));
+    }
+    return out.join("\n") + "\n";
+  }
+  window.__csv = viewCSV;
+  function downloadCSV() {
+    const a = document.createElement("a");
+    a.href = URL.createObjectURL(new Blob([viewCSV()], { type: "text/csv" }));
+    a.download = `${$("game").value}-${view}-${$("from").value}-${$("to").value}.csv`;
+    document.body.appendChild(a);
+    a.click();
+    setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 0);
   }
 
   async function start() {
@@ -358,15 +424,18 @@
     if (!games.length) { $("status").textContent = "No data yet: the store has no game servers."; document.body.dataset.ready = "1"; return; }
     fillSelectors({ game: url.get("game"), area: url.get("area") });
     let from = url.get("from"), to = url.get("to");
-    if (!from || !to) ({ from, to } = await defaultRange($("game").value));
+    const range = await defaultRange($("game").value, url.get("plat") || "");
+    if (!from || !to) ({ from, to } = range);
     $("from").value = from; $("to").value = to;
     $("game").addEventListener("change", async () => { fillAreas(""); const r = await defaultRange($("game").value); $("from").value = r.from; $("to").value = r.to; startLive(); render(); });
     $("area").addEventListener("change", () => {
       const all = $("area").options[0];
-      if (all.selected && areas().length) all.selected = false;   /* a selection replaces "All areas" */
+      if (all.selected && areas().length) all.selected = false;   /* a selection replaces "All servers" */
       if (!areas().length) all.selected = true;
       startLive(); render();
     });
+    $("plat").addEventListener("change", () => { startLive(); render(); });
+    $("csv").addEventListener("click", downloadCSV);
     $("from").addEventListener("change", render);
     $("to").addEventListener("change", render);
     $("filters").addEventListener("submit", (e) => { e.preventDefault(); render(); });
