@@ -1,6 +1,6 @@
 """Dead letters: every rejected input is written with its reason and counted.
 
-One JSON object a line in data/deadletter/<component>.jsonl:
+One JSON object a line in var/deadletter/<component>.jsonl (under data_dir):
 {"at": <epoch>, "component": ..., "reason": ..., "raw": <the original line or record>}.
 Nothing bad is dropped silently: an operator can read, fix and replay them.
 """
