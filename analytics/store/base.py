@@ -22,7 +22,8 @@ Every store counts the rows/documents it reads and writes in `op_counts`
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Iterable, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, ClassVar, Iterable, Iterator, Mapping, Sequence
 
 from analytics.store import firstday
 from analytics.store.batch import (KEY_FIELDS, Batch, Groups, MemberAdd, MemberKey, Upsert, count_upserts,
@@ -58,6 +59,23 @@ class Store(ABC):
         self.op_counts = {"reads": 0, "writes": 0}
         self.cache = BitmapCache(cache_bytes)
         self._uids = UidCache()
+
+    #: The exceptions of the backend's driver that `_errors` translates.
+    _driver_errors: ClassVar[type[Exception] | tuple[type[Exception], ...]] = ()
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        """Driver errors -> StoreUnavailable (retry later) or StoreError, as `_store_error` decides."""
+        try:
+            yield
+        except StoreError:
+            raise
+        except self._driver_errors as e:
+            raise self._store_error(what, e) from e
+
+    def _store_error(self, what: str, e: Exception) -> StoreError:
+        """The store's exception for a driver error (StoreUnavailable when retrying may help)."""
+        return StoreError(f"{what}: {e}")
 
     # -- writes: the template and its primitives ----------------------------
 

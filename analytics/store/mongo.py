@@ -31,9 +31,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pymongo
@@ -113,17 +112,13 @@ class MongoStore(Store):
 
     # -- plumbing ---------------------------------------------------------
 
-    @contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
+    _driver_errors = PyMongoError
+
+    def _store_error(self, what: str, e: Exception) -> StoreError:
         """Connection trouble -> StoreUnavailable (pymongo reconnects on the next call); else StoreError."""
-        try:
-            yield
-        except StoreError:
-            raise
-        except ConnectionFailure as e:  # AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError, ...
-            raise StoreUnavailable(f"mongodb {what}: {e}") from e
-        except PyMongoError as e:
-            raise StoreError(f"mongodb {what}: {e}") from e
+        if isinstance(e, ConnectionFailure):    # AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError, ...
+            return StoreUnavailable(f"mongodb {what}: {e}")
+        return StoreError(f"mongodb {what}: {e}")
 
     @property
     def atomic(self) -> bool:

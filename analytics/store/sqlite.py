@@ -164,20 +164,16 @@ class SQLiteStore(Store):
 
     # -- plumbing ---------------------------------------------------------
 
-    @contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
-        """Translate sqlite3 errors: lock/IO/full -> StoreUnavailable (retry), others -> StoreError."""
-        try:
-            yield
-        except StoreError:
-            raise
-        except sqlite3.Error as e:
-            code = getattr(e, "sqlite_errorcode", None)
-            text = str(e).lower()
-            if (code is not None and code & 0xFF in _UNAVAILABLE_CODES) or \
-                    (isinstance(e, sqlite3.OperationalError) and any(t in text for t in _UNAVAILABLE_TEXT)):
-                raise StoreUnavailable(f"sqlite {what} on {self.path}: {e}") from e
-            raise StoreError(f"sqlite {what} on {self.path}: {e}") from e
+    _driver_errors = sqlite3.Error
+
+    def _store_error(self, what: str, e: Exception) -> StoreError:
+        """Lock/IO/full -> StoreUnavailable (retry), others -> StoreError."""
+        code = getattr(e, "sqlite_errorcode", None)
+        text = str(e).lower()
+        if (code is not None and code & 0xFF in _UNAVAILABLE_CODES) or \
+                (isinstance(e, sqlite3.OperationalError) and any(t in text for t in _UNAVAILABLE_TEXT)):
+            return StoreUnavailable(f"sqlite {what} on {self.path}: {e}")
+        return StoreError(f"sqlite {what} on {self.path}: {e}")
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
