@@ -28,10 +28,10 @@ one writer per partition makes that read-then-write safe.
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Iterable, Mapping, NamedTuple
 
 from analytics.component import Bolt, Context
+from analytics.measures import money_sum
 from analytics.periods import day_start
 from analytics.schema import Collection
 from analytics.store.base import Batch, MemberKey
@@ -108,11 +108,6 @@ def merge_max(into: dict[Any, Totals], more: Mapping[Any, Totals]) -> dict[Any, 
         cur = into.get(k)
         into[k] = t if cur is None else cur.max(t)
     return into
-
-
-def money_sum(amounts: Iterable[float]) -> float:
-    """A sum of amounts without binary float noise (0.1 + 0.2 == 0.3): exact sum, 6 decimals."""
-    return round(math.fsum(amounts), 6)
 
 
 def day_totals(per_user: Mapping[str, Totals]) -> DayTotals:
