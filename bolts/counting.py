@@ -29,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from analytics.aggregate import Keyed
 from analytics.component import Bolt, Context
 from analytics.periods import period_function
 from analytics.schema import Collection
@@ -80,7 +81,7 @@ class CountingKind:
         return f"{self.type}day"
 
 
-class DistinctPeriods:
+class DistinctPeriods(Keyed[PeriodKey, set[str]]):
     """Users per (game, area, plat, period start) not yet written, plus a bounded memory.
 
     `add` puts a user into its period (computed from the event ts in the game's
@@ -91,29 +92,22 @@ class DistinctPeriods:
     """
 
     def __init__(self, period: str, keep_periods: int) -> None:
+        super().__init__(set)
         self.period = period
         self._start = period_function(period)
         self._recent = RecentMembers(keep_periods)
-        self._pending: dict[PeriodKey, set[str]] = {}
 
     def add(self, server: ServerKey, uid: str, ts: int, tz: str) -> tuple[PeriodKey, bool]:
         start = self._start(ts, tz)
         key = PeriodKey(server.game, server.area, server.plat, start)
         new = self._recent.add(server, start, uid)
         if new:
-            pending = self._pending.get(key)
+            pending = self._pending.get(key)     # slot(key), inlined: this runs per login record
             if pending is None:
                 self._pending[key] = {uid}
             else:
                 pending.add(uid)
         return key, new
-
-    def take(self) -> dict[PeriodKey, set[str]]:
-        pending, self._pending = self._pending, {}
-        return pending
-
-    def __bool__(self) -> bool:
-        return bool(self._pending)
 
 
 def first_periods(pending: dict[PeriodKey, set[str]]) -> dict[tuple[str, str, str, str], int]:

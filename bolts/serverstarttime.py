@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from analytics.aggregate import Keyed
 from analytics.component import Bolt, Context
 from analytics.schema import Collection
 from analytics.store.base import Batch
@@ -18,23 +19,15 @@ __all__ = ["FirstSeen", "ServerStartTimeBolt", "COLLECTIONS"]
 
 # -- pure aggregation --------------------------------------------------------------------
 
-class FirstSeen:
+class FirstSeen(Keyed[tuple[str, str], int]):
     """Earliest event ts per (game, area) since the last take."""
-
-    def __init__(self) -> None:
-        self._pending: dict[tuple[str, str], int] = {}
 
     def add(self, body: Mapping[str, Any]) -> None:
         if not isinstance(body, dict):
             raise ValueError(f"gamelog body must be an object, got {type(body).__name__}")
         key = (need_str(body, "game"), need_str(body, "area"))
         ts = need_int(body, "ts")
-        if key not in self._pending or ts < self._pending[key]:
-            self._pending[key] = ts
-
-    def take(self) -> dict[tuple[str, str], int]:
-        pending, self._pending = self._pending, {}
-        return pending
+        self.keep_min(key, ts)
 
 
 COLLECTIONS = [
