@@ -20,7 +20,7 @@ from analytics.store.base import Store
 from analytics.transport import DATA, Message
 from analytics.tuples import Tuple
 
-__all__ = ["RecordingPublisher", "Sent", "testing_context", "make_bolt", "feed", "flush", "tick", "run"]
+__all__ = ["RecordingPublisher", "Sent", "bolt_context", "make_bolt", "feed", "flush", "tick", "run"]
 
 #: One emitted tuple as the publisher got it: (topic, id, ts, body).
 Sent = tuple[str, str, int, dict[str, Any]]
@@ -54,7 +54,7 @@ class RecordingPublisher:
         pass
 
 
-def testing_context(settings: Settings, store: Store | None = None, *,
+def bolt_context(settings: Settings, store: Store | None = None, *,
                     clock: Callable[[], float] | None = None) -> Context:
     """A context with no transport: the harness delivers and records instead."""
     ctx = Context(settings, zmq=None, receiver="inproc://testing", sender="inproc://testing", store=store)
@@ -66,7 +66,7 @@ def testing_context(settings: Settings, store: Store | None = None, *,
 def make_bolt(cls: type[B], settings: Settings, store: Store | None = None, *,
               clock: Callable[[], float] | None = None, **options: Any) -> B:
     """A bolt of `cls` over `store`, with a RecordingPublisher (`bolt.publisher.sent`)."""
-    bolt = cls(testing_context(settings, store, clock=clock), **options)
+    bolt = cls(bolt_context(settings, store, clock=clock), **options)
     bolt.publisher = RecordingPublisher()
     return bolt
 
