@@ -11,8 +11,11 @@ the publisher is a `RecordingPublisher` that keeps what the bolt emits.
 """
 from __future__ import annotations
 
+import time
 from itertools import groupby
 from typing import Any, Callable, Iterable, TypeVar
+
+import gevent
 
 from analytics.component import Bolt, Context
 from analytics.config import Settings
@@ -20,7 +23,7 @@ from analytics.store.base import Store
 from analytics.transport import DATA, Message
 from analytics.tuples import Tuple
 
-__all__ = ["RecordingPublisher", "Sent", "bolt_context", "make_bolt", "feed", "flush", "tick", "run"]
+__all__ = ["RecordingPublisher", "Sent", "bolt_context", "make_bolt", "feed", "flush", "tick", "run", "wait_until"]
 
 #: One emitted tuple as the publisher got it: (topic, id, ts, body).
 Sent = tuple[str, str, int, dict[str, Any]]
@@ -101,3 +104,16 @@ def run(bolt: Bolt, tuples: Iterable[Tuple]) -> list[Sent]:
     """feed, then flush."""
     feed(bolt, tuples)
     return flush(bolt)
+
+
+def wait_until(cond: Callable[[], Any], timeout: float, step: float = 0.01) -> bool:
+    """Wait (cooperatively: other greenlets run) until `cond()` is true; False after `timeout` seconds.
+
+    What a test waits on instead of a sleep: a counter, a state, an event's flag.
+    """
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() >= deadline:
+            return False
+        gevent.sleep(step)
+    return True

@@ -1,9 +1,10 @@
 """The bolt test harness (analytics/testing.py) runs the runtime's own receive and flush paths."""
 from __future__ import annotations
 
+import gevent
 import pytest
 
-from analytics.testing import RecordingPublisher, feed, flush, run, tick
+from analytics.testing import RecordingPublisher, feed, flush, run, tick, wait_until
 from bolts.coin import CoinDayBolt
 from bolts.login import LoginHourBolt
 from tests.unit.bolt_fixtures import AREA, gamelog, make_bolt, open_test_store
@@ -50,3 +51,10 @@ def test_tick_runs_the_tick_hook_with_the_contexts_clock_then_flushes(tmp_path) 
     feed(bolt, [coin("u1", 7)])
     tick(bolt)
     assert seen == [123.0] and store.find("coinday")[0]["gained"] == 7
+
+
+def test_wait_until_lets_other_greenlets_run_and_gives_up_at_the_timeout() -> None:
+    flag: list[int] = []
+    gevent.spawn_later(0.05, flag.append, 1)
+    assert wait_until(lambda: flag, 5)
+    assert not wait_until(lambda: False, 0.05)
