@@ -121,8 +121,12 @@ def first_periods(pending: dict[PeriodKey, set[str]]) -> dict[tuple[str, str, st
     return first
 
 
-def counting_collections(kind: CountingKind, hour_writer: str, day_writer: str) -> list[Collection]:
-    """The catalogue entries of one kind (its hour and day stat documents, its first-day docs)."""
+def counting_collections(kind: CountingKind, hour_writer: str | None = None,
+                         day_writer: str | None = None) -> list[Collection]:
+    """The catalogue entries of one kind (its hour and day stat documents, its first-day docs);
+    written by the bolts named as their collections unless told otherwise."""
+    hour_writer = hour_writer or kind.hour_collection
+    day_writer = day_writer or kind.day_collection
     key = ("game", "area", "plat", "ts")
     out = [
         Collection(kind.hour_collection, key, {
@@ -149,6 +153,13 @@ def counting_collections(kind: CountingKind, hour_writer: str, day_writer: str) 
 
 # -- bolts -------------------------------------------------------------------------------
 
+def _named_by_kind(cls: type[Bolt], name: str, topics: list[str], emits: list[str]) -> None:
+    """A counting bolt's name and wiring follow from its kind, unless the class sets them itself."""
+    for attr, value in (("name", name), ("topics", topics), ("emits", emits)):
+        if attr not in cls.__dict__:
+            setattr(cls, attr, value)
+
+
 class HourCountBolt(Bolt):
     """Distinct users per hour from one gamelog op code; forwards each hour's new users to the day bolt."""
 
@@ -158,6 +169,12 @@ class HourCountBolt(Bolt):
     keep_periods: ClassVar[int] = 72
     #: Most users in one emitted hour tuple (bounds a frame's size).
     userlist_chunk: ClassVar[int] = 1000
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "kind" in cls.__dict__:
+            k = cls.kind
+            _named_by_kind(cls, k.hour_collection, [k.source_topic], [k.hour_topic])
 
     def __init__(self, ctx: Context, name: str | None = None, **options: Any) -> None:
         super().__init__(ctx, name, **options)
@@ -190,6 +207,12 @@ class DayCountBolt(Bolt):
     kind: ClassVar[CountingKind]
     #: How many day starts the "already written" memory keeps (two zones: two starts a day).
     keep_periods: ClassVar[int] = 8
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "kind" in cls.__dict__:
+            k = cls.kind
+            _named_by_kind(cls, k.day_collection, [k.hour_topic], [k.day_topic])
 
     def __init__(self, ctx: Context, name: str | None = None, **options: Any) -> None:
         super().__init__(ctx, name, **options)
