@@ -1,4 +1,5 @@
-"""The catalogue of stored collections, declared next to the bolts that write them.
+"""The catalogue of what flows in and what is stored: the gamelog op codes, and the stored
+collections, declared next to the bolts that write them.
 
 Each bolt module has a module-level ``COLLECTIONS = [Collection(...), ...]``;
 this module gathers them from the modules of the topology. The query layer uses
@@ -11,7 +12,14 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Iterable
 
-__all__ = ["Collection", "collections_of", "all_collections"]
+__all__ = ["GAMELOG_CODES", "Collection", "collections_of", "all_collections"]
+
+#: The gamelog op codes the bolts use (a record's `op.code`); each is published on topic
+#: "gamelog.<code>" by the gamelog spout and the HTTP intake, which ignore other codes.
+GAMELOG_CODES: tuple[str, ...] = (
+    "login_logcount", "signup_logcount", "createrole_logcount", "coin_logchange", "shop_logbuy",
+    "fuben_logchange", "trunk_task_accept", "trunk_task_finish", "level_logchange",
+)
 
 
 @dataclass(frozen=True)

@@ -26,17 +26,15 @@ from typing import AbstractSet as Set, Any, ClassVar, Iterable, Mapping
 
 from pyroaring import BitMap
 
+from analytics.measures import LTV_OFFSETS, money_ratio, money_sum, rate
 from analytics.periods import add_days, day_start
 from analytics.schema import Collection
 from analytics.store.base import MemberKey, Store
-from bolts.payment import money_sum
-from bolts.timer import PeriodKey, SetCache, TimerBolt, rate
+from bolts.timer import PeriodKey, SetCache, TimerBolt
 
 __all__ = ["LTV_OFFSETS", "PAY_WINDOW_DAYS", "ltv_figures", "funnel_figures", "pay_window_cohorts",
            "PaymentDays", "CohortLtvBolt", "FunnelDayBolt", "COLLECTIONS"]
 
-#: Days after the cohort day at which the cumulative lifetime value is reported.
-LTV_OFFSETS: tuple[int, ...] = (1, 7, 14, 30)
 #: The last day after the cohort day whose payments count (LTV D30, the funnel's payment step).
 PAY_WINDOW_DAYS = 30
 
@@ -45,15 +43,6 @@ DayAmounts = Mapping[int, Mapping[str, float]]
 
 
 # -- pure ------------------------------------------------------------------------------
-
-def money_ratio(amount: float, n: int) -> float:
-    """amount / n rounded to two decimals (a money figure per user); 0.0 when n is 0.
-
-    >>> money_ratio(66.0, 7), money_ratio(5.0, 0)
-    (9.43, 0.0)
-    """
-    return round(amount / n, 2) if n else 0.0
-
 
 def ltv_figures(cohort: set[str], paid: DayAmounts, day_ends: Mapping[int, int]) -> dict[str, int | float]:
     """{cohort, amount_d<k>, payers_d<k>, ltv_d<k>} for k in LTV_OFFSETS.

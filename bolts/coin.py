@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping, NamedTuple
 
+from analytics.aggregate import Keyed
 from analytics.component import Bolt, Context
 from analytics.periods import period_start
 from analytics.schema import Collection
@@ -62,19 +63,19 @@ class Sums:
     consumers: set[str] = field(default_factory=set)
 
 
-class CoinSums:
+class CoinSums(Keyed[tuple, Sums]):
     """Sums per (game, area, plat, period start[, reason]) since the last take."""
 
     def __init__(self, period: str, by_reason: bool = False) -> None:
+        super().__init__(Sums)
         self.period = period
         self.by_reason = by_reason
-        self._pending: dict[tuple, Sums] = {}
 
     def add(self, c: CoinChange, tz: str) -> None:
         key: tuple = (*c.server, period_start(self.period, c.ts, tz))
         if self.by_reason:
             key += (c.reason,)
-        s = self._pending.setdefault(key, Sums())
+        s = self.slot(key)
         s.times += 1
         if c.change < 0:
             s.consumed -= c.change
@@ -82,10 +83,6 @@ class CoinSums:
             s.consumers.add(c.uid)
         else:
             s.gained += c.change
-
-    def take(self) -> dict[tuple, Sums]:
-        pending, self._pending = self._pending, {}
-        return pending
 
 
 # -- catalogue ---------------------------------------------------------------------------

@@ -1,4 +1,7 @@
-"""Pure helpers the bolts share: field validation of input bodies and small value types.
+"""Pure helpers the bolts share: gamelog bodies, server and period keys, small value types.
+
+Field checks of tuple bodies (`need_str`, `need_int`, `need_number`) are the runtime's
+(analytics/records.py, beside the spouts' validators); they are re-exported here.
 
 No zmq, gevent, pymongo or store imports here: these run in unit tests as they are.
 A body that lacks a field a bolt needs raises ValueError naming the field and the
@@ -8,6 +11,8 @@ from __future__ import annotations
 
 from types import MappingProxyType
 from typing import Any, Mapping, NamedTuple, Sequence
+
+from analytics.records import need_int, need_number, need_str
 
 __all__ = ["ServerKey", "PeriodKey", "GamelogEvent", "gamelog_event", "gamelog_users", "need_str", "need_int", "need_number",
            "server_key", "RecentMembers", "NO_DATA"]
@@ -43,34 +48,6 @@ class GamelogEvent(NamedTuple):
     @property
     def server(self) -> ServerKey:
         return ServerKey(self.game, self.area, self.plat)
-
-
-def need_str(d: Mapping[str, Any], name: str, where: str = "body") -> str:
-    """d[name] as a non-empty string (ints are accepted and converted: ids often arrive as numbers)."""
-    v = d.get(name) if isinstance(d, dict) else None
-    if type(v) is str and v:  # the common case first: exact type checks are cheap
-        return v
-    if type(v) is int:
-        return str(v)
-    raise ValueError(f"{where}.{name} must be a non-empty string, got {v!r}")
-
-
-def need_int(d: Mapping[str, Any], name: str, where: str = "body") -> int:
-    """d[name] as an int (an integral float is accepted)."""
-    v = d.get(name) if isinstance(d, dict) else None
-    if type(v) is int:
-        return v
-    if type(v) is float and v.is_integer():
-        return int(v)
-    raise ValueError(f"{where}.{name} must be an integer, got {v!r}")
-
-
-def need_number(d: Mapping[str, Any], name: str, where: str = "body") -> int | float:
-    """d[name] as an int or float (not a bool, not NaN)."""
-    v = d.get(name) if isinstance(d, dict) else None
-    if (type(v) is int or type(v) is float) and v == v:
-        return v
-    raise ValueError(f"{where}.{name} must be a number, got {v!r}")
 
 
 def server_key(body: Mapping[str, Any]) -> ServerKey:

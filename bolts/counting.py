@@ -29,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from analytics.aggregate import Keyed
 from analytics.component import Bolt, Context
 from analytics.periods import period_function
 from analytics.schema import Collection
@@ -80,7 +81,7 @@ class CountingKind:
         return f"{self.type}day"
 
 
-class DistinctPeriods:
+class DistinctPeriods(Keyed[PeriodKey, set[str]]):
     """Users per (game, area, plat, period start) not yet written, plus a bounded memory.
 
     `add` puts a user into its period (computed from the event ts in the game's
@@ -91,34 +92,27 @@ class DistinctPeriods:
     """
 
     def __init__(self, period: str, keep_periods: int) -> None:
+        super().__init__(set)
         self.period = period
         self._start = period_function(period)
         self._recent_periods = keep_periods
         self._recent = RecentMembers(keep_periods)
-        self._pending: dict[PeriodKey, set[str]] = {}
 
     def add(self, server: ServerKey, uid: str, ts: int, tz: str) -> tuple[PeriodKey, bool]:
         start = self._start(ts, tz)
         key = PeriodKey(server.game, server.area, server.plat, start)
         new = self._recent.add(server, start, uid)
         if new:
-            pending = self._pending.get(key)
+            pending = self._pending.get(key)     # slot(key), inlined: this runs per login record
             if pending is None:
                 self._pending[key] = {uid}
             else:
                 pending.add(uid)
         return key, new
 
-    def take(self) -> dict[PeriodKey, set[str]]:
-        pending, self._pending = self._pending, {}
-        return pending
-
     def forget(self) -> None:
         """Forget who was already taken (the pending users stay): they count as new again."""
         self._recent = RecentMembers(self._recent_periods)
-
-    def __bool__(self) -> bool:
-        return bool(self._pending)
 
 
 def first_periods(pending: dict[PeriodKey, set[str]]) -> dict[tuple[str, str, str, str], int]:
@@ -132,8 +126,12 @@ def first_periods(pending: dict[PeriodKey, set[str]]) -> dict[tuple[str, str, st
     return first
 
 
-def counting_collections(kind: CountingKind, hour_writer: str, day_writer: str) -> list[Collection]:
-    """The catalogue entries of one kind (its hour and day stat documents, its first-day docs)."""
+def counting_collections(kind: CountingKind, hour_writer: str | None = None,
+                         day_writer: str | None = None) -> list[Collection]:
+    """The catalogue entries of one kind (its hour and day stat documents, its first-day docs);
+    written by the bolts named as their collections unless told otherwise."""
+    hour_writer = hour_writer or kind.hour_collection
+    day_writer = day_writer or kind.day_collection
     key = ("game", "area", "plat", "ts")
     out = [
         Collection(kind.hour_collection, key, {
@@ -160,6 +158,13 @@ def counting_collections(kind: CountingKind, hour_writer: str, day_writer: str) 
 
 # -- bolts -------------------------------------------------------------------------------
 
+def _named_by_kind(cls: type[Bolt], name: str, topics: list[str], emits: list[str]) -> None:
+    """A counting bolt's name and wiring follow from its kind, unless the class sets them itself."""
+    for attr, value in (("name", name), ("topics", topics), ("emits", emits)):
+        if attr not in cls.__dict__:
+            setattr(cls, attr, value)
+
+
 class HourCountBolt(Bolt):
     """Distinct users per hour from one gamelog op code; forwards each hour's new users to the day bolt."""
 
@@ -169,6 +174,12 @@ class HourCountBolt(Bolt):
     keep_periods: ClassVar[int] = 72
     #: Most users in one emitted hour tuple (bounds a frame's size).
     userlist_chunk: ClassVar[int] = 1000
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "kind" in cls.__dict__:
+            k = cls.kind
+            _named_by_kind(cls, k.hour_collection, [k.source_topic], [k.hour_topic])
 
     def __init__(self, ctx: Context, name: str | None = None, **options: Any) -> None:
         super().__init__(ctx, name, **options)
@@ -205,6 +216,12 @@ class DayCountBolt(Bolt):
     kind: ClassVar[CountingKind]
     #: How many day starts the "already written" memory keeps (two zones: two starts a day).
     keep_periods: ClassVar[int] = 8
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "kind" in cls.__dict__:
+            k = cls.kind
+            _named_by_kind(cls, k.day_collection, [k.hour_topic], [k.day_topic])
 
     def __init__(self, ctx: Context, name: str | None = None, **options: Any) -> None:
         super().__init__(ctx, name, **options)

@@ -1,6 +1,7 @@
 """The createrole bolts: distinct createrole users per hour (createrolehour) and per day (createroleday).
 
-All logic is generic and lives in bolts/counting.py; this file only names it.
+All logic is generic and lives in bolts/counting.py; this file only names the kind
+(the bolts' names, topics and emits follow from it).
 createrolehour: gamelog.createrole_logcount -> set createrole_hour, docs createrolehour -> topic createrole.hour.
 createroleday: createrole.hour -> set createrole_day (rolefirst derived from it), docs createroleday -> topic createrole.day.
 """
@@ -11,18 +12,12 @@ from bolts.counting import CountingKind, DayCountBolt, HourCountBolt, counting_c
 __all__ = ["KIND", "COLLECTIONS", "CreateRoleHourBolt", "CreateRoleDayBolt"]
 
 KIND = CountingKind("createrole", first_collection="rolefirst")
-COLLECTIONS = counting_collections(KIND, "createrolehour", "createroleday")
+COLLECTIONS = counting_collections(KIND)
 
 
 class CreateRoleHourBolt(HourCountBolt):
-    name = "createrolehour"
     kind = KIND
-    topics = [KIND.source_topic]
-    emits = [KIND.hour_topic]
 
 
 class CreateRoleDayBolt(DayCountBolt):
-    name = "createroleday"
     kind = KIND
-    topics = [KIND.hour_topic]
-    emits = [KIND.day_topic]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping, NamedTuple
 
+from analytics.aggregate import Keyed
 from analytics.component import Bolt, Context
 from analytics.periods import day_start
 from analytics.schema import Collection
@@ -51,24 +52,20 @@ class CopySums:
     users: set[str] = field(default_factory=set)
 
 
-class FubenSums:
+class FubenSums(Keyed[tuple[str, str, str, int, str], CopySums]):
     """Sums per (game, area, plat, day, fuben) since the last take."""
 
     def __init__(self) -> None:
-        self._pending: dict[tuple[str, str, str, int, str], CopySums] = {}
+        super().__init__(CopySums)
 
     def add(self, e: FubenEvent, tz: str) -> None:
-        s = self._pending.setdefault((*e.server, day_start(e.ts, tz), e.fuben), CopySums())
+        s = self.slot((*e.server, day_start(e.ts, tz), e.fuben))
         if e.action == "enter":
             s.enters += 1
         else:
             s.finishes += 1
         s.fuben_name = e.fuben_name or s.fuben_name
         s.users.add(e.uid)
-
-    def take(self) -> dict[tuple[str, str, str, int, str], CopySums]:
-        pending, self._pending = self._pending, {}
-        return pending
 
 
 COLLECTIONS = [

@@ -1,6 +1,7 @@
 """The login bolts: distinct login users per hour (loginhour) and per day (loginday).
 
-All logic is generic and lives in bolts/counting.py; this file only names it.
+All logic is generic and lives in bolts/counting.py; this file only names the kind
+(the bolts' names, topics and emits follow from it).
 loginhour: gamelog.login_logcount -> set login_hour, docs loginhour -> topic login.hour.
 loginday: login.hour -> set login_day (userfirst derived from it), docs loginday -> topic login.day.
 """
@@ -11,18 +12,12 @@ from bolts.counting import CountingKind, DayCountBolt, HourCountBolt, counting_c
 __all__ = ["KIND", "COLLECTIONS", "LoginHourBolt", "LoginDayBolt"]
 
 KIND = CountingKind("login", first_collection="userfirst")
-COLLECTIONS = counting_collections(KIND, "loginhour", "loginday")
+COLLECTIONS = counting_collections(KIND)
 
 
 class LoginHourBolt(HourCountBolt):
-    name = "loginhour"
     kind = KIND
-    topics = [KIND.source_topic]
-    emits = [KIND.hour_topic]
 
 
 class LoginDayBolt(DayCountBolt):
-    name = "loginday"
     kind = KIND
-    topics = [KIND.hour_topic]
-    emits = [KIND.day_topic]

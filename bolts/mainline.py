@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, NamedTuple
 
+from analytics.aggregate import Keyed
 from analytics.component import Bolt, Context
 from analytics.periods import day_start
 from analytics.schema import Collection
@@ -45,24 +46,24 @@ def parse_task(body: Mapping[str, Any]) -> TaskEvent:
                      name if isinstance(name, str) else "", code)
 
 
-class TaskUsers:
+class TaskUsers(Keyed[tuple[str, str, str, int, str, str], set[str]]):
     """Users per (game, area, plat, day, task, code) and task names, since the last take."""
 
     def __init__(self) -> None:
-        self._users: dict[tuple[str, str, str, int, str, str], set[str]] = {}
+        super().__init__(set)
         self._names: dict[tuple[str, str, str, int, str], str] = {}
 
     def add(self, e: TaskEvent, tz: str) -> None:
         doc = (*e.server, day_start(e.ts, tz), e.task)
-        self._users.setdefault((*doc, e.code), set()).add(e.uid)
+        self.slot((*doc, e.code)).add(e.uid)
         if e.task_name or doc not in self._names:
             self._names[doc] = e.task_name
 
-    def take(self) -> tuple[dict[tuple[str, str, str, int, str], str],
+    def take(self) -> tuple[dict[tuple[str, str, str, int, str], str],  # type: ignore[override]
                             dict[tuple[str, str, str, int, str, str], set[str]]]:
-        out = self._names, self._users
-        self._names, self._users = {}, {}
-        return out
+        """(task names per document, users per document and code) since the last take."""
+        names, self._names = self._names, {}
+        return names, super().take()
 
 
 COLLECTIONS = [

@@ -28,10 +28,11 @@ one writer per partition makes that read-then-write safe.
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Iterable, Mapping, NamedTuple
 
+from analytics.aggregate import Keyed
 from analytics.component import Bolt, Context
+from analytics.measures import money_sum
 from analytics.periods import day_start
 from analytics.schema import Collection
 from analytics.store.base import Batch, MemberKey
@@ -110,11 +111,6 @@ def merge_max(into: dict[Any, Totals], more: Mapping[Any, Totals]) -> dict[Any, 
     return into
 
 
-def money_sum(amounts: Iterable[float]) -> float:
-    """A sum of amounts without binary float noise (0.1 + 0.2 == 0.3): exact sum, 6 decimals."""
-    return round(math.fsum(amounts), 6)
-
-
 def day_totals(per_user: Mapping[str, Totals]) -> DayTotals:
     """A day's payers, payment count and takings from its per-user totals."""
     return DayTotals(len(per_user), sum(t.times for t in per_user.values()),
@@ -129,11 +125,8 @@ def user_totals(per_day: Mapping[int, Totals]) -> UserTotals:
                       min(per_day), max(per_day))
 
 
-class PaymentSnapshots:
+class PaymentSnapshots(Keyed[DetailKey, Totals]):
     """Snapshots gathered since the last take, already max-merged per (server, day, uid)."""
-
-    def __init__(self) -> None:
-        self._pending: dict[DetailKey, Totals] = {}
 
     def add(self, body: Mapping[str, Any], tz: str) -> int:
         """Fold one payment record in; returns how many user entries it had."""
@@ -141,16 +134,9 @@ class PaymentSnapshots:
         merge_max(self._pending, totals)
         return len(totals)
 
-    def take(self) -> dict[DetailKey, Totals]:
-        pending, self._pending = self._pending, {}
-        return pending
-
     def put_back(self, pending: Mapping[DetailKey, Totals]) -> None:
         """Return what a failed flush took (merging keeps it exact)."""
         merge_max(self._pending, pending)
-
-    def __bool__(self) -> bool:
-        return bool(self._pending)
 
 
 def _stored(docs: Iterable[Mapping[str, Any]]) -> dict[DetailKey, Totals]:

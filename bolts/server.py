@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
+from analytics.aggregate import Keyed
 from analytics.component import Bolt, Context
 from analytics.schema import Collection
 from analytics.store.base import Batch
@@ -77,29 +78,21 @@ def server_row(stored: Mapping[str, Mapping[str, Any] | None], floor: Mapping[st
     return row
 
 
-class ServerDays:
+class ServerDays(Keyed[DayKey, dict[str, float]]):
     """Largest value per (server, day, field) since the last take."""
 
     def __init__(self) -> None:
-        self._pending: dict[DayKey, dict[str, float]] = {}
+        super().__init__(dict)
 
     def add(self, body: Mapping[str, Any]) -> None:
-        self._merge(*server_fields(body))
+        self.merge(*server_fields(body))
 
-    def _merge(self, key: DayKey, fields: Mapping[str, float]) -> None:
-        cur = self._pending.setdefault(key, {})
+    def merge(self, key: DayKey, fields: Mapping[str, float]) -> None:
+        """Per field the larger value (put_back of a failed flush's days stays exact)."""
+        cur = self.slot(key)
         for f, v in fields.items():
             if f not in cur or v > cur[f]:
                 cur[f] = v
-
-    def take(self) -> dict[DayKey, dict[str, float]]:
-        pending, self._pending = self._pending, {}
-        return pending
-
-    def put_back(self, taken: Mapping[DayKey, Mapping[str, float]]) -> None:
-        """Return what a failed flush took (merging by max keeps it exact)."""
-        for key, fields in taken.items():
-            self._merge(key, fields)
 
 
 COLLECTIONS = [

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from analytics.aggregate import Keyed
 from analytics.component import Bolt, Context
 from analytics.schema import Collection
 from analytics.store.base import Batch
@@ -20,11 +21,11 @@ __all__ = ["FirstSeen", "ServerStartTimeBolt", "COLLECTIONS", "named_at", "serve
 
 # -- pure aggregation --------------------------------------------------------------------
 
-class FirstSeen:
+class FirstSeen(Keyed[tuple[str, str], int]):
     """Earliest event ts per (game, area) since the last take."""
 
     def __init__(self) -> None:
-        self._pending: dict[tuple[str, str], int] = {}
+        super().__init__()
         self._names: dict[tuple[str, str], str] = {}
 
     def add(self, body: Mapping[str, Any]) -> None:
@@ -32,18 +33,13 @@ class FirstSeen:
             raise ValueError(f"gamelog body must be an object, got {type(body).__name__}")
         key = (need_str(body, "game"), need_str(body, "area"))
         ts = need_int(body, "ts")
-        if key not in self._pending or ts < self._pending[key]:
-            self._pending[key] = ts
+        self.keep_min(key, ts)
         data = body.get("data")
         name = data.get("server_name") if type(data) is dict else None
         if type(name) is str and name:
             stamped = named_at(ts, name)
             if stamped > self._names.get(key, ""):
                 self._names[key] = stamped
-
-    def take(self) -> dict[tuple[str, str], int]:
-        pending, self._pending = self._pending, {}
-        return pending
 
     def take_names(self) -> dict[tuple[str, str], str]:
         """(game, area) -> named_at(ts, name) of the newest record naming the server, since the last take."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping, NamedTuple
 
+from analytics.aggregate import Keyed
 from analytics.component import Bolt, Context
 from analytics.periods import day_start
 from analytics.schema import Collection
@@ -52,23 +53,19 @@ class ItemSums:
     users: set[str] = field(default_factory=set)
 
 
-class ShopSums:
+class ShopSums(Keyed[tuple[str, str, str, int, str], ItemSums]):
     """Sums per (game, area, plat, day, item) since the last take."""
 
     def __init__(self) -> None:
-        self._pending: dict[tuple[str, str, str, int, str], ItemSums] = {}
+        super().__init__(ItemSums)
 
     def add(self, p: Purchase, tz: str) -> None:
-        s = self._pending.setdefault((*p.server, day_start(p.ts, tz), p.item), ItemSums())
+        s = self.slot((*p.server, day_start(p.ts, tz), p.item))
         s.count += p.count
         s.buy_times += 1
         s.cost += p.cost
         s.item_name = p.item_name or s.item_name
         s.users.add(p.uid)
-
-    def take(self) -> dict[tuple[str, str, str, int, str], ItemSums]:
-        pending, self._pending = self._pending, {}
-        return pending
 
 
 COLLECTIONS = [

@@ -1,6 +1,7 @@
 """The signup bolts: distinct signup users per hour (signuphour) and per day (signupday).
 
-All logic is generic and lives in bolts/counting.py; this file only names it.
+All logic is generic and lives in bolts/counting.py; this file only names the kind
+(the bolts' names, topics and emits follow from it).
 signuphour: gamelog.signup_logcount -> set signup_hour, docs signuphour -> topic signup.hour.
 signupday: signup.hour -> set signup_day, docs signupday -> topic signup.day.
 """
@@ -11,18 +12,12 @@ from bolts.counting import CountingKind, DayCountBolt, HourCountBolt, counting_c
 __all__ = ["KIND", "COLLECTIONS", "SignupHourBolt", "SignupDayBolt"]
 
 KIND = CountingKind("signup", first_collection=None)
-COLLECTIONS = counting_collections(KIND, "signuphour", "signupday")
+COLLECTIONS = counting_collections(KIND)
 
 
 class SignupHourBolt(HourCountBolt):
-    name = "signuphour"
     kind = KIND
-    topics = [KIND.source_topic]
-    emits = [KIND.hour_topic]
 
 
 class SignupDayBolt(DayCountBolt):
-    name = "signupday"
     kind = KIND
-    topics = [KIND.hour_topic]
-    emits = [KIND.day_topic]

@@ -20,6 +20,7 @@ from collections import OrderedDict
 from typing import AbstractSet, Any, ClassVar, Iterable, Mapping
 
 from analytics.component import Bolt, Context
+from analytics.measures import RETENTION_OFFSETS, rate
 from analytics.periods import add_days, day_start
 from analytics.store.base import Batch, MemberKey, Store
 from analytics.store.bitmaps import BitMap
@@ -31,22 +32,8 @@ __all__ = ["RETENTION_OFFSETS", "rate", "later_days", "cohorts_touched", "retent
 
 log = logging.getLogger(__name__)
 
-#: Days after the cohort day whose activity the retention tables report: d1..d7, d14, d30.
-RETENTION_OFFSETS: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 14, 30)
-
 
 # -- pure ------------------------------------------------------------------------------
-
-def rate(part: int, whole: int) -> float:
-    """`part` as a percentage of `whole`, two decimals; 0.0 when `whole` is 0.
-
-    >>> rate(109, 214), rate(105, 214), rate(3, 0)
-    (50.93, 49.07, 0.0)
-    """
-    if not whole:
-        return 0.0
-    return round(100 * part / whole, 2)
-
 
 def later_days(day: int, tz: str, offsets: Iterable[int] = RETENTION_OFFSETS) -> dict[int, int]:
     """{k: start of the local day k days after `day`} for each offset (calendar days in `tz`)."""

@@ -11,16 +11,13 @@ keyword arguments, the last winning.
 """
 from __future__ import annotations
 
-import math
 import os
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, ClassVar
 
-import orjson
-
 from analytics.component import Context, Spout
 from analytics.config import ConfigError
+from analytics.records import Invalid, as_epoch, as_int, as_number, as_str, parse_object, require
 from analytics.sources import (FileFollower, HttpPoller, Oversized, Reader, SincePoller, StateFile,
                                StdinReader)
 
@@ -29,80 +26,6 @@ __all__ = ["SourceSpout", "Invalid", "parse_object", "require", "as_str", "as_in
 
 #: Bytes a line may start with and still be blank (records start with '{').
 _WHITESPACE = b" \t\r\n\x0b\x0c"
-
-
-class Invalid(ValueError):
-    """A record failed validation; the message is the dead-letter reason ("kind: detail")."""
-
-
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def parse_object(raw: bytes) -> dict[str, Any]:
-    """One JSON object from a raw line."""
-    try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError as uexc:
-            raise Invalid(f"encoding: not UTF-8 (byte 0x{raw[uexc.start]:02x} at offset {uexc.start})") from None
-        raise Invalid(f"json: {exc}") from None
-    if not isinstance(obj, dict):
-        raise Invalid(f"type: record must be a JSON object, got {type(obj).__name__}")
-    return obj
-
-
-def require(obj: dict[str, Any], key: str, path: str | None = None) -> Any:
-    if key not in obj or obj[key] is None:
-        raise Invalid(f"missing: {path or key}")
-    return obj[key]
-
-
-def as_str(value: Any, path: str, *, ints: bool = False) -> str:
-    """A non-empty string (ints accepted and converted when `ints`)."""
-    if ints and isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    if not isinstance(value, str):
-        raise Invalid(f"type: {path} must be a {'string or integer' if ints else 'string'}, got {_show(value)}")
-    if not value.strip():
-        raise Invalid(f"type: {path} must not be empty")
-    return value
-
-
-def as_int(value: Any, path: str, *, minimum: int | None = None) -> int:
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise Invalid(f"type: {path} must be an integer, got {_show(value)}")
-    if minimum is not None and value < minimum:
-        raise Invalid(f"type: {path} must be >= {minimum}, got {value}")
-    return value
-
-
-def as_number(value: Any, path: str, *, minimum: float | None = None) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-        raise Invalid(f"type: {path} must be a number, got {_show(value)}")
-    if minimum is not None and value < minimum:
-        raise Invalid(f"type: {path} must be >= {minimum:g}, got {value}")
-    return float(value)
-
-
-def as_epoch(value: Any, path: str, *, now: float, max_future: int, min_ts: int) -> int:
-    """An event timestamp: integer epoch seconds, not before `min_ts`, not far in the future."""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise Invalid(f"type: {path} must be an integer epoch, got {_show(value)}")
-    if value > now + max_future:
-        raise Invalid(f"time: {path} {value} is more than {max_future / 3600:g} h in the future "
-                      f"(now {int(now)})")
-    if value < min_ts:
-        day = datetime.fromtimestamp(min_ts, timezone.utc).strftime("%Y-%m-%d")
-        raise Invalid(f"time: {path} {value} is before {min_ts} ({day})")
-    return value
 
 
 class SourceSpout(Spout):

@@ -22,17 +22,13 @@ from typing import Any
 
 from analytics.component import Context
 from analytics.config import ConfigError, Settings
+from analytics.schema import GAMELOG_CODES
 from analytics.sources import CursorPoller, Reader
 from analytics.tuples import derived_id, record_id
 from spouts.base import Invalid, SourceSpout, as_epoch, as_str, parse_object, require
 
 __all__ = ["GamelogSpout", "GAMELOG_CODES", "WHO_WHERE_WHEN", "feed_stdin"]
 
-#: The op codes the bolts use; each is published on topic "gamelog.<code>".
-GAMELOG_CODES: tuple[str, ...] = (
-    "login_logcount", "signup_logcount", "createrole_logcount", "coin_logchange", "shop_logbuy",
-    "fuben_logchange", "trunk_task_accept", "trunk_task_finish", "level_logchange",
-)
 
 
 #: Codes whose bolts count distinct users (who, where, when) and read nothing of `data`:

@@ -31,9 +31,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pymongo
@@ -42,11 +41,10 @@ from pymongo import ASCENDING, ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, OperationFailure, PyMongoError
 from pymongo.write_concern import WriteConcern
 
-from analytics.store.base import (KEY_FIELDS, Batch, MemberKey, QueryError, Store, StoreError,
-                                  StoreUnavailable, Upsert, check_sort, check_upsert, check_where, group_members)
+from analytics.store.base import KEY_FIELDS, Batch, MemberKey, Store, StoreError, StoreUnavailable, Upsert
+from analytics.store.batch import Groups, count_upserts
 from analytics.store.bitmaps import (DEFAULT_CACHE_BYTES, DEFAULT_PART_BITS, DICT_BASE, ID_LIMIT, MIGRATE_CHUNK, BitMap,
-                                     BitmapCache, CachedPart, Head, UidCache, apply_after, deserialize,
-                                     merge_into, split_parts)
+                                     CachedPart, Head, apply_after, deserialize)
 
 __all__ = ["MongoStore"]
 
@@ -63,10 +61,6 @@ _CHUNK = 50
 DEFAULT_SERVER_SELECTION_MS = 5000
 
 
-def _head(k: MemberKey) -> dict[str, Any]:
-    return {"set": k.set, "game": k.game, "area": k.area, "plat": k.plat, "ts": k.ts, "sub": k.sub}
-
-
 def _head_doc(head: Head) -> dict[str, Any]:
     return dict(zip(_MEMBER_HEAD, head))
 
@@ -80,22 +74,15 @@ def _update_doc(up: Upsert) -> dict[str, Any]:
 
 
 class MongoStore(Store):
-    """Stats on MongoDB. Pass a client (pymongo or mongomock) and a database name, or use from_url."""
+    """Stats on MongoDB. Pass a pymongo client and a database name, or use from_url."""
 
     def __init__(self, client: Any, database: str = "analytics", *, url: str | None = None,
                  seen_ttl_seconds: int = 90 * 86400, owns_client: bool = True,
                  clock: Callable[[], float] = time.time, cache_bytes: int = DEFAULT_CACHE_BYTES,
                  part_bits: int = DEFAULT_PART_BITS) -> None:
-        if not 8 <= part_bits <= 26:
-            raise StoreError(f"part_bits must be in 8..26 (a part of 2**26 ids stays under 16 MB), got {part_bits}")
-        self.part_bits = part_bits
-        self.op_counts = {"reads": 0, "writes": 0}
-        #: Hot period sets of this process (what is stored; put after each successful write).
-        self.cache = BitmapCache(cache_bytes)
-        self._uids = UidCache()
+        super().__init__(url or f"mongodb:///{database}", cache_bytes=cache_bytes, part_bits=part_bits)
         self.client = client
         self.db = client[database]
-        self.url = url or f"mongodb:///{database}"
         #: TTL of the seen marks (the dedupe horizon); MongoDB deletes older ones itself.
         self.seen_ttl_seconds = seen_ttl_seconds
         self._owns_client = owns_client
@@ -125,17 +112,13 @@ class MongoStore(Store):
 
     # -- plumbing ---------------------------------------------------------
 
-    @contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
+    _driver_errors = PyMongoError
+
+    def _store_error(self, what: str, e: Exception) -> StoreError:
         """Connection trouble -> StoreUnavailable (pymongo reconnects on the next call); else StoreError."""
-        try:
-            yield
-        except StoreError:
-            raise
-        except ConnectionFailure as e:  # AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError, ...
-            raise StoreUnavailable(f"mongodb {what}: {e}") from e
-        except PyMongoError as e:
-            raise StoreError(f"mongodb {what}: {e}") from e
+        if isinstance(e, ConnectionFailure):    # AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError, ...
+            return StoreUnavailable(f"mongodb {what}: {e}")
+        return StoreError(f"mongodb {what}: {e}")
 
     @property
     def atomic(self) -> bool:
@@ -161,15 +144,20 @@ class MongoStore(Store):
             res = self.db[coll].bulk_write(ops, ordered=False, session=session)
             self.op_counts["writes"] += res.upserted_count + res.modified_count
         except BulkWriteError as e:
-            self.op_counts["writes"] += e.details.get("nUpserted", 0) + e.details.get("nModified", 0)
-            errors = e.details.get("writeErrors", [])
-            others = [x for x in errors if x.get("code") != _DUPLICATE_KEY]
-            if others:
-                raise StoreError(f"mongodb write to {coll}: {others[0].get('errmsg')} "
-                                 f"({len(others)} failed)") from e
+            errors = self._duplicates_only(coll, e)
             if retry_duplicates:
                 res = self.db[coll].bulk_write([ops[x["index"]] for x in errors], ordered=False, session=session)
                 self.op_counts["writes"] += res.upserted_count + res.modified_count
+
+    def _duplicates_only(self, coll: str, e: BulkWriteError) -> list[dict[str, Any]]:
+        """An unordered bulk write that failed in part: count what went in, raise StoreError unless
+        every failure is a duplicate key (a concurrent writer's), return those duplicates."""
+        self.op_counts["writes"] += sum(e.details.get(n, 0) for n in ("nInserted", "nUpserted", "nModified"))
+        errors = e.details.get("writeErrors", [])
+        others = [x for x in errors if x.get("code") != _DUPLICATE_KEY]
+        if others:
+            raise StoreError(f"mongodb write to {coll}: {others[0].get('errmsg')} ({len(others)} failed)") from e
+        return errors
 
     def _ensure_doc_indexes(self, coll: str, key: Mapping[str, Any]) -> None:
         """Create the unique key index of this key shape, and the query indexes, once per process."""
@@ -248,15 +236,8 @@ class MongoStore(Store):
                 moved += len(docs)
                 log.info("%s: migrating member documents into bitmaps: %d moved", self.db.name, moved)
 
-    def apply(self, batch: Batch) -> None:
+    def _write_batch(self, batch: Batch, sets: Groups) -> None:
         """Members, upserts, member counts, seen marks: in one transaction on a replica set."""
-        for up in batch.upserts:
-            if not up.checked:          # changed behind Batch.upsert's back: check again
-                check_upsert(up)
-                up.checked = True
-        if not batch:
-            return
-        sets = group_members(batch)
         with self._errors("apply"):
             for up in batch.upserts:        # index builds cannot run inside a transaction
                 self._ensure_doc_indexes(up.collection, up.key)
@@ -265,10 +246,8 @@ class MongoStore(Store):
                     self._ensure_doc_indexes(add.count_into[0], add.count_into[1])
             # Dictionary ids first, outside the transaction: they are idempotent and may be
             # contended (a duplicate key would abort a transaction); gaps in n are fine.
-            parts: dict[Head, dict[int, BitMap]] = {}
-            for head, (direct, names) in sets.items():
-                bm = direct | BitMap(self._dict_ids(head[1], names).values()) if names else direct
-                parts[head] = split_parts(bm, self.part_bits)
+            parts = {head: self._parts(direct, self._dict_ids(head[1], names).values() if names else ())
+                     for head, (direct, names) in sets.items()}
             after: list[tuple[Head, int | None, Any]] = []
             if self.atomic:
                 def txn(s: Any, insert_seen: bool = True) -> None:
@@ -285,16 +264,8 @@ class MongoStore(Store):
 
     def _write(self, batch: Batch, parts: Mapping[Head, dict[int, BitMap]], after: list, session: Any,
                *, insert_seen: bool = True) -> None:
-        io = _MongoParts(self, session)
-        totals = {head: merge_into(io, self.cache, head, p, after) for head, p in parts.items()}
-        counts = []
-        for add in batch.members:
-            if add.count_into:
-                coll, doc_key, fld = add.count_into
-                up = Upsert(coll, dict(doc_key), max={fld: totals[_key_head(add.key)]})
-                up.checked = True       # Batch.add_members checked the shape
-                counts.append(up)
-        self._write_upserts(_combined([*batch.upserts, *counts]), session)
+        totals = self._merge_sets(_MongoParts(self, session), parts, after)
+        self._write_upserts(_combined([*batch.upserts, *count_upserts(batch, totals)]), session)
         if insert_seen:
             self._write_seen(batch, session)
         else:
@@ -327,10 +298,7 @@ class MongoStore(Store):
                                                   ordered=False)
                 self.op_counts["writes"] += len(res.inserted_ids)
             except BulkWriteError as e:
-                self.op_counts["writes"] += e.details.get("nInserted", 0)
-                others = [x for x in e.details.get("writeErrors", []) if x.get("code") != _DUPLICATE_KEY]
-                if others:
-                    raise StoreError(f"mongodb write to uid_map: {others[0].get('errmsg')}") from e
+                self._duplicates_only("uid_map", e)
             found.update(self._uid_ids(game, new))
             if len(found) < len(missing):
                 raise StoreError(f"uid_map of game {game!r}: {len(missing) - len(found)} uid(s) not stored")
@@ -372,16 +340,11 @@ class MongoStore(Store):
                 want.difference_update(found)
         return want
 
-    def _find(self, collection: str, where: Mapping[str, Any] | None = None, *,
-              ts_from: int | None = None, ts_to: int | None = None,
-              sort: Sequence[str] = ("ts",), limit: int | None = None) -> list[dict[str, Any]]:
-        """Plain equality on checked fields, ts range, sort, limit; documents without _id."""
-        flt: dict[str, Any] = check_where(where)
-        order = check_sort(sort)
-        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
-            raise QueryError(f"bad limit {limit!r}")
-        if limit == 0:                  # MongoDB reads limit(0) as "no limit"
-            return []
+    def _find(self, collection: str, where: dict[str, Any], *, ts_from: int | None, ts_to: int | None,
+              order: Sequence[tuple[str, int]] = (), limit: int | None = None) -> list[dict[str, Any]]:
+        """Plain equality on checked fields, ts range, sort, limit (never 0: MongoDB reads limit(0)
+        as "no limit"; `find` answers it); documents without _id."""
+        flt = dict(where)
         rng: dict[str, Any] = {}
         if ts_from is not None:
             rng["$gte"] = ts_from
@@ -392,7 +355,7 @@ class MongoStore(Store):
         with self._errors("find"):
             cur = self.db[collection].find(flt, {"_id": 0})
             if order:
-                cur = cur.sort(order)
+                cur = cur.sort(list(order))
             if limit is not None:
                 cur = cur.limit(limit)
             docs = list(cur)
@@ -407,7 +370,7 @@ class MongoStore(Store):
 
     def bitmap(self, key: MemberKey) -> BitMap:
         """The union of the set's part documents."""
-        return self._bits(_head(key))
+        return self._bits(_head_doc(key.head))
 
     def bitmap_between(self, set: str, game: str, area: str, plat: str,
                        ts_from: int, ts_to: int, sub: str | None = None) -> BitMap:
@@ -421,7 +384,7 @@ class MongoStore(Store):
     def count_members(self, key: MemberKey) -> int:
         """The sum of the parts' kept cardinalities (no blob is read)."""
         with self._errors("count_members"):
-            docs = list(self.db.bitmaps.find(_head(key), {"n": 1, "_id": 0}))
+            docs = list(self.db.bitmaps.find(_head_doc(key.head), {"n": 1, "_id": 0}))
         self.op_counts["reads"] += len(docs)
         return sum(d["n"] for d in docs)
 
@@ -475,11 +438,7 @@ class MongoStore(Store):
             self.db.seen.insert_many(marks, ordered=False, session=session)
             self.op_counts["writes"] += len(marks)
         except BulkWriteError as e:
-            self.op_counts["writes"] += e.details.get("nInserted", 0)
-            errors = e.details.get("writeErrors", [])
-            others = [x for x in errors if x.get("code") != _DUPLICATE_KEY]
-            if others:
-                raise StoreError(f"mongodb write to seen: {others[0].get('errmsg')} ({len(others)} failed)") from e
+            self._duplicates_only("seen", e)
             if session is not None:
                 raise _SeenAlready() from e
 
@@ -543,10 +502,6 @@ def _combined(upserts: Sequence[Upsert]) -> list[Upsert]:
                 object.__setattr__(merged, op, {**(getattr(merged, op) or {}), **more})
         seen |= fields
     return out
-
-
-def _key_head(k: MemberKey) -> Head:
-    return (k.set, k.game, k.area, k.plat, k.ts, k.sub)
 
 
 class _MongoParts:

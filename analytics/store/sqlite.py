@@ -29,11 +29,12 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import orjson
 
-from analytics.store.base import (Batch, MemberKey, QueryError, Store, StoreError, StoreUnavailable,
-                                  Upsert, _equal, _sort_rank, check_sort, check_upsert, check_where, group_members, with_spans)
+from analytics.store.base import Batch, MemberKey, Store, StoreError, StoreUnavailable, Upsert
+from analytics.store.batch import Groups, count_upserts
 from analytics.store.bitmaps import (DEFAULT_CACHE_BYTES, DEFAULT_PART_BITS, DICT_BASE, ID_LIMIT, MIGRATE_CHUNK, BitMap,
-                                     BitmapCache, CachedPart, Head, UidCache, apply_after, deserialize,
-                                     merge_into, split_ids, split_parts)
+                                     CachedPart, Head, apply_after, deserialize, split_ids)
+from analytics.store.firstday import with_spans
+from analytics.store.validation import matches, sort_docs
 
 __all__ = ["SQLiteStore"]
 
@@ -144,18 +145,11 @@ class SQLiteStore(Store):
                  clock: Callable[[], float] = time.time, cache_bytes: int = DEFAULT_CACHE_BYTES,
                  part_bits: int = DEFAULT_PART_BITS) -> None:
         self.path = str(path)
-        self.url = url or f"sqlite:///{self.path}"
+        super().__init__(url or f"sqlite:///{self.path}", cache_bytes=cache_bytes, part_bits=part_bits)
         if busy_timeout_ms is not None:
             self.busy_timeout_ms = busy_timeout_ms
-        if not 8 <= part_bits <= 26:
-            raise StoreError(f"part_bits must be in 8..26 (a part of 2**26 ids stays under 16 MB), got {part_bits}")
-        self.part_bits = part_bits
         self._clock = clock
         self._lock = threading.RLock()
-        self.op_counts = {"reads": 0, "writes": 0}
-        #: Hot period sets of this process (what is stored; put after each commit).
-        self.cache = BitmapCache(cache_bytes)
-        self._uids = UidCache()
         #: Cache updates of the open transaction, applied only if it commits.
         self._after: list[tuple[Head, int | None, Any]] = []
         self._uids_after: list[tuple[str, list[tuple[str, int]]]] = []
@@ -170,20 +164,16 @@ class SQLiteStore(Store):
 
     # -- plumbing ---------------------------------------------------------
 
-    @contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
-        """Translate sqlite3 errors: lock/IO/full -> StoreUnavailable (retry), others -> StoreError."""
-        try:
-            yield
-        except StoreError:
-            raise
-        except sqlite3.Error as e:
-            code = getattr(e, "sqlite_errorcode", None)
-            text = str(e).lower()
-            if (code is not None and code & 0xFF in _UNAVAILABLE_CODES) or \
-                    (isinstance(e, sqlite3.OperationalError) and any(t in text for t in _UNAVAILABLE_TEXT)):
-                raise StoreUnavailable(f"sqlite {what} on {self.path}: {e}") from e
-            raise StoreError(f"sqlite {what} on {self.path}: {e}") from e
+    _driver_errors = sqlite3.Error
+
+    def _store_error(self, what: str, e: Exception) -> StoreError:
+        """Lock/IO/full -> StoreUnavailable (retry), others -> StoreError."""
+        code = getattr(e, "sqlite_errorcode", None)
+        text = str(e).lower()
+        if (code is not None and code & 0xFF in _UNAVAILABLE_CODES) or \
+                (isinstance(e, sqlite3.OperationalError) and any(t in text for t in _UNAVAILABLE_TEXT)):
+            return StoreUnavailable(f"sqlite {what} on {self.path}: {e}")
+        return StoreError(f"sqlite {what} on {self.path}: {e}")
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -271,39 +261,23 @@ class SQLiteStore(Store):
                 moved += len(rows)
                 log.info("%s: migrating member rows into bitmaps: %d moved", self.path, moved)
 
-    def apply(self, batch: Batch) -> None:
+    def _write_batch(self, batch: Batch, sets: Groups) -> None:
         """One transaction: members, upserts, member counts, seen marks; all or nothing."""
-        for up in batch.upserts:
-            if not up.checked:          # changed behind Batch.upsert's back: check again
-                check_upsert(up)
-                up.checked = True
-        if not batch:
-            return
         # What needs no database is prepared before the write lock is taken: other
         # writers (bolts in other processes) wait while it is held.
-        sets = group_members(batch)
         keyed = [(up.collection, _canonical_key(up.key), up) for up in batch.upserts]
         with self._transaction() as db:
             totals = self._write_sets(db, sets)
-            for add in batch.members:
-                if add.count_into:
-                    coll, doc_key, fld = add.count_into
-                    up = Upsert(coll, dict(doc_key), max={fld: totals[_head(add.key)]})
-                    up.checked = True   # Batch.add_members checked the shape
-                    keyed.append((coll, _canonical_key(up.key), up))
+            keyed += [(up.collection, _canonical_key(up.key), up) for up in count_upserts(batch, totals)]
             self._write_docs(db, keyed)
             self._write_seen(db, batch)
 
-    def _write_sets(self, db: sqlite3.Connection, sets: Mapping[Head, tuple[BitMap, list[str]]]) -> dict[Head, int]:
-        """OR each set's new members into its stored parts (dictionary ids first); {head: set size}."""
-        io = _SQLiteParts(self, db)
-        totals = {}
-        for head, (direct, names) in sets.items():
-            bm = direct
-            if names:
-                bm = bm | BitMap(self._dict_ids(db, head[1], names).values())
-            totals[head] = merge_into(io, self.cache, head, split_parts(bm, self.part_bits), self._after)
-        return totals
+    def _write_sets(self, db: sqlite3.Connection, sets: Groups) -> dict[Head, int]:
+        """OR each set's new members into its stored parts (dictionary ids first, allocated in this
+        transaction); {head: set size}."""
+        parts = {head: self._parts(direct, self._dict_ids(db, head[1], names).values() if names else ())
+                 for head, (direct, names) in sets.items()}
+        return self._merge_sets(_SQLiteParts(self, db), parts, self._after)
 
     def _dict_ids(self, db: sqlite3.Connection, game: str, names: Sequence[str]) -> dict[str, int]:
         """Dictionary ids of `names` in `game`, new ones allocated (inside the write transaction:
@@ -384,16 +358,9 @@ class SQLiteStore(Store):
             want.difference_update(r[0] for r in rows)
         return want
 
-    def _find(self, collection: str, where: Mapping[str, Any] | None = None, *,
-              ts_from: int | None = None, ts_to: int | None = None,
-              sort: Sequence[str] = ("ts",), limit: int | None = None) -> list[dict[str, Any]]:
+    def _find(self, collection: str, where: dict[str, Any], *, ts_from: int | None, ts_to: int | None,
+              order: Sequence[tuple[str, int]] = (), limit: int | None = None) -> list[dict[str, Any]]:
         """Key columns are filtered in SQL (indexed); other fields, sort and limit in Python."""
-        where = check_where(where)
-        order = check_sort(sort)
-        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
-            raise QueryError(f"bad limit {limit!r}")
-        if limit == 0:
-            return []
         sql, params = ["coll=?"], [collection]
         rest = {}
         for f, v in where.items():
@@ -406,14 +373,11 @@ class SQLiteStore(Store):
         rows = self._read(f"SELECT doc FROM docs WHERE {' AND '.join(sql)}", params)
         docs = [orjson.loads(r[0]) for r in rows]
         # Columns compare by SQLite type (1 != '1', as on MongoDB); the rest like MongoDB too.
-        docs = [d for d in docs if all(f in d and _equal(d[f], v) for f, v in rest.items())]
-        for f, direction in reversed(order):
-            docs.sort(key=lambda d: _sort_rank(d.get(f)), reverse=direction < 0)
-        return docs[:limit] if limit is not None else docs
+        return sort_docs([d for d in docs if matches(d, rest)], order, limit)
 
     def bitmap(self, key: MemberKey) -> BitMap:
         """The union of the set's parts (one indexed range read)."""
-        rows = self._read(f"SELECT bits FROM bitmaps WHERE {_SET_WHERE}", _head(key))
+        rows = self._read(f"SELECT bits FROM bitmaps WHERE {_SET_WHERE}", key.head)
         return BitMap.union(*(deserialize(r[0]) for r in rows)) if rows else BitMap()
 
     def bitmap_between(self, set: str, game: str, area: str, plat: str,
@@ -429,7 +393,7 @@ class SQLiteStore(Store):
 
     def count_members(self, key: MemberKey) -> int:
         """The sum of the parts' kept cardinalities (no blob is read)."""
-        rows = self._read(f"SELECT n FROM bitmaps WHERE {_SET_WHERE}", _head(key))
+        rows = self._read(f"SELECT n FROM bitmaps WHERE {_SET_WHERE}", key.head)
         return sum(r[0] for r in rows)
 
     def member_keys(self, set: str, *, game: str | None = None, area: str | None = None,
@@ -464,10 +428,6 @@ class SQLiteStore(Store):
         """Close the connection (checkpoints the WAL)."""
         with self._lock:
             self._db.close()
-
-
-def _head(k: MemberKey) -> Head:
-    return (k.set, k.game, k.area, k.plat, k.ts, k.sub)
 
 
 class _SQLiteParts:

@@ -22,10 +22,10 @@ from typing import Any, Mapping
 
 import orjson
 
+from analytics.records import Invalid, as_epoch, as_str, require
+from analytics.schema import GAMELOG_CODES
 from analytics.sources import canonical
 from analytics.tuples import record_id
-from spouts.base import Invalid, as_epoch, as_str, require
-from spouts.gamelog import GAMELOG_CODES
 
 __all__ = ["Limits", "Accepted", "EVENT_SAVE_MAP", "EVENT_SAVE_FIELDS", "GAMELOG_FIELDS", "to_body",
            "validate", "from_query", "parse_batch", "check_shape", "is_int64", "INT64_MIN", "INT64_MAX", "Invalid"]

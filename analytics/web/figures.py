@@ -12,9 +12,7 @@ from datetime import datetime
 from typing import Any, Iterable, Mapping, Sequence
 
 from analytics.periods import add_days, zone
-from bolts.cohorts import LTV_OFFSETS, money_ratio
-from bolts.payment import money_sum
-from bolts.timer import RETENTION_OFFSETS, rate
+from analytics.measures import LTV_OFFSETS, RETENTION_OFFSETS, money_ratio, money_sum, rate
 
 __all__ = ["RETENTION_OFFSETS", "LTV_OFFSETS", "day_label", "sum_days", "cohort_table", "monetization_days",
            "ltv_table", "funnel_table", "today_figures", "FUNNEL_STEPS"]

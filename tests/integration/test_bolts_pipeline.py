@@ -18,7 +18,7 @@ from analytics.sample import DEFAULT_GAMES, generate
 from analytics.store import open_store
 from analytics.store.base import MemberKey
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 #: The arguments data/*_sample.txt were generated with.

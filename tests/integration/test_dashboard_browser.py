@@ -18,7 +18,7 @@ from analytics.query import parse_time, query
 from analytics.store import open_store
 from analytics.store.base import Batch
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(90)]
 
 CHROMIUM = os.environ.get("ANALYTICS_CHROMIUM", "/usr/bin/chromium")
 TZ = "Asia/Shanghai"  # the default zone: game "dl" is not configured

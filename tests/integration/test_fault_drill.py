@@ -20,6 +20,7 @@ from tests.support.drill import (GAME, SPOUTS, cli, dump_store, ok, pid_of,  # s
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_fault_drill_kill_restart_replay_equals_an_undisturbed_run(tmp_path):
     staging, live = tmp_path / "staging", tmp_path / "live"
@@ -74,6 +75,7 @@ def test_fault_drill_kill_restart_replay_equals_an_undisturbed_run(tmp_path):
                         for c in differ}
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_sigterm_of_a_bolt_process_flushes_what_it_holds(tmp_path):
     inputs = sample(tmp_path / "staging", users=40, days=1)
@@ -112,6 +114,7 @@ def test_sigterm_of_a_bolt_process_flushes_what_it_holds(tmp_path):
     assert got and got == dump_store(base_cfg)["loginhour"]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(90)
 def test_started_processes_register_in_etcd_and_split_partitions(tmp_path, etcd_settings):
     from analytics.cluster import list_nodes

@@ -32,7 +32,7 @@ from analytics.config import load_settings
 from analytics.store import open_store
 from analytics.topology import ComponentSpec, LocalRunner, Topology
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(180)]
 
 SEED = int(os.environ.get("FUZZ_SEED", "20"))
 CASES = int(os.environ.get("FUZZ_CASES", "1000"))

@@ -14,7 +14,7 @@ from analytics.topology import ComponentSpec, LocalRunner, Topology
 from analytics.web.app import create_app
 from analytics.web.intake import Intake, IntakeSettings
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(60)]
 
 NOW = int(time.time())
 TS = NOW - 3600

@@ -23,7 +23,7 @@ from analytics.web.app import create_app
 from analytics.web.intake import Intake, IntakeSettings
 from analytics.web.server import WebServer
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(55)]
 
 ROOT = Path(__file__).resolve().parents[2]
 TS = int(time.time()) - 3600

@@ -18,7 +18,7 @@ from analytics.config import load_settings
 from analytics.store import open_store
 from analytics.topology import ComponentSpec, LocalRunner, Topology
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(60)]
 
 FAST = {"flush_seconds": 0.2}
 

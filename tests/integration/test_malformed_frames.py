@@ -20,7 +20,7 @@ from analytics.processes import free_port
 from analytics.store import open_store
 from analytics.topology import LocalRunner, default_topology
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(55)]
 
 AREA = "549140c8dbdb67794fc0fa3b"
 KEY = b"gamelog.login_logcount\x00000"

@@ -26,7 +26,7 @@ from analytics.web.app import create_app
 from tests.integration.test_split_replay import SOURCES, _replay
 from tests.mongo_server import drop_database, mongo_database_url
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(120)]
 
 KEY_FIELDS = ("game", "area", "plat", "ts")
 DL_AREA = "549140c8dbdb67794fc0fa3b"

@@ -18,7 +18,7 @@ from analytics.sample import DEFAULT_GAMES
 from tests.integration.test_split_replay import SOURCES, _differences, _dump, _replay
 from tests.mongo_server import drop_database, mongo_database_url
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(120)]
 
 
 def _settings(tmp: Path, store: str, **more) -> Settings:

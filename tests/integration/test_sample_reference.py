@@ -13,7 +13,7 @@ from analytics.store import open_store
 from tests.support import reference
 from tests.support.sample_store import replay_sample
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(120)]
 
 
 def test_the_sample_replay_matches_the_brute_force_model(tmp_path):

@@ -17,7 +17,7 @@ from analytics.processes import free_port
 from analytics.service import plan
 from tests.support.configs import REPO, dump_toml, load, localize, readme_config, shipped_configs
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(400)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(400)]
 SAMPLE = REPO / "data" / "gamelog_dl_sample.txt"
 
 

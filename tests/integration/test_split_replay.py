@@ -21,7 +21,7 @@ from analytics.schema import all_collections
 from analytics.store import open_store
 from analytics.topology import ComponentSpec
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 #: Every sample source of data/.

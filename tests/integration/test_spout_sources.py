@@ -30,7 +30,7 @@ from spouts.payment import PaymentSpout
 from spouts.syncuser import SyncUserSpout
 from tests.spout_sink import Sink
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(60)]
 
 ROOT = Path(__file__).resolve().parents[2]
 DAY = 1420646400  # 2015-01-08 00:00 +08:00 (Asia/Shanghai, the default zone)

@@ -16,7 +16,7 @@ from analytics.topology import ComponentSpec, LocalRunner, Topology
 from analytics.transport import SharedSubscriber
 from tests.mongo_server import SecantusServer
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(120)]
 
 TOYS = "tests.support.toys"
 COUNT = 9000

@@ -15,7 +15,7 @@ from analytics.config import load_settings
 from analytics.store import open_store
 from analytics.topology import ComponentSpec, LocalRunner, Topology
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(90)]
 
 G, A, P = "dl", "549140c8dbdb67794fc0fa3b", "2001"
 SERVER = {"game": G, "area": A, "plat": P}

@@ -6,6 +6,7 @@ import pytest
 
 from analytics.config import load_settings
 from analytics.store import open_store
+from analytics.testing import wait_until
 from analytics.topology import ComponentSpec, LocalRunner, Topology, TopologyError
 
 TOYS = "tests.support.toys"
@@ -249,8 +250,7 @@ def test_a_shared_subscription_routes_frames_by_topic_and_partition(settings):
         assert got(only_p1) == [("D", "toy.a", "002")]
         assert len(got(everything)) == 2
         only_p1.close()
-        gevent.sleep(0.1)
-        assert broker.missing() == {"p1"}  # its readiness marker went with it
+        assert wait_until(lambda: broker.missing() == {"p1"}, 5)  # its readiness marker went with it
     finally:
         pub.close(linger_ms=0)
         hub.close()

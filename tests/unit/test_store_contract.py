@@ -413,6 +413,20 @@ def test_first_days_are_derived_from_the_day_sets_whatever_the_order(store: Stor
     assert len(store.before("login_day", "dl", "1", "7", t + 45 * DAY)) == 2
 
 
+def test_a_derived_first_day_find_sorts_by_a_non_scalar_field(store: Store) -> None:
+    """Sub-documents and arrays sort after strings and before bools (MongoDB's order), not a crash."""
+    t = K["ts"]
+    b = Batch()
+    b.add_members(MemberKey("login_day", "dl", "1", "7", t), ["a", "b", "c", "d"])
+    server = {"game": "dl", "area": "1", "plat": "7"}
+    for uid, info in (("a", {"k": 2}), ("b", "text"), ("c", {"k": 1}), ("d", True)):
+        b.upsert("userfirst", {**server, "uid": uid}, min={"ts": t}, set={"info": info})
+    store.apply(b)
+    got = store.find("userfirst", sort=("info",))
+    assert [d["uid"] for d in got] == ["b", "c", "a", "d"]
+    assert [d["uid"] for d in store.find("userfirst", sort=("-info",), limit=2)] == ["d", "a"]
+
+
 def test_span_sets_missing_from_an_earlier_bitmap_store_are_built_on_open(store: Store,
                                                                           reopen: Callable[[], Store]) -> None:
     t = K["ts"]

@@ -14,7 +14,7 @@ from typing import Any, Iterable
 
 import pytest
 
-from analytics.component import Context
+from analytics import testing
 from analytics.config import GameSettings, load_settings
 from analytics.schema import collections_of
 from analytics.store import open_store
@@ -58,9 +58,8 @@ def store(request, tmp_path: Path):
 def make(cls: type[TimerBolt], tmp_path: Path, store, **options: Any) -> TimerBolt:
     settings = load_settings(env={}, data_dir=str(tmp_path / "data"))
     settings.games = {"dl": GameSettings("dl", "Asia/Shanghai"), "wsdx": GameSettings("wsdx", "America/New_York")}
-    ctx = Context(settings=settings, zmq=None, receiver="inproc://x", sender="inproc://y", store=store)
     options.setdefault("startup_days", 0)   # the start-up scan has its own test
-    return cls(ctx, **options)
+    return testing.make_bolt(cls, settings, store, **options)
 
 
 def members(store, set_: str, ts: int, uids: Iterable[str], server: dict = SERVER) -> None:

@@ -24,7 +24,7 @@ from analytics.web.live import LiveFeed
 from analytics.web.reports import Selection
 from tests.support.sample_store import ZONES, replay_sample
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(30)
 
 DL = "549140c8dbdb67794fc0fa3b"
 RET = (1, 2, 3, 4, 5, 6, 7, 14, 30)
