@@ -36,6 +36,23 @@ def test_split_parts_by_high_bits() -> None:
     assert split_parts(BitMap(), 4) == {}
 
 
+@pytest.mark.parametrize("part_bits", [4, 16, 26])
+def test_split_parts_matches_the_brute_force_cut(part_bits: int) -> None:
+    """Sets near 3e9 (numeric account ids) plus dictionary ids: every cut is the ids with that high part."""
+    import random
+    rnd = random.Random(part_bits)
+    for size in (1, 2, 50, 3000):
+        ids = {rnd.randrange(2_900_000_000, 3_100_000_000) for _ in range(size)} | {DICT_BASE + size, 2 ** 32 - 1}
+        bm = BitMap(ids)
+        parts = split_parts(bm, part_bits)
+        want: dict[int, set[int]] = {}
+        for n in ids:
+            want.setdefault(n >> part_bits, set()).add(n)
+        assert {p: set(b) for p, b in parts.items()} == want
+        assert all(type(b) is BitMap for b in parts.values())   # mutable, like the input
+        assert bm == BitMap(ids)                                 # the input is left as it was
+
+
 def test_portable_format_round_trip() -> None:
     bm = BitMap(range(0, 200000, 3))
     bm.add_range(10 ** 6, 2 * 10 ** 6)
