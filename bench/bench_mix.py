@@ -1,0 +1,179 @@
+"""The realistic mix of issue 23, end to end with the CLI, against a bare loop run in the same invocation.
+
+The mix: logins, sign-ups, role creations and payment snapshots of 2 games
+(Asia/Shanghai and New York), 3 servers each, 40 days (about 75,000 records by
+default), from `analytics.sample.generate` with its uids turned into numeric
+account ids around 3e9 (so that a day's set spans the 2**26-id part boundaries at
+2,952,790,016 and 3,019,898,880, as real numeric ids do). Every statistic and timer
+of the default topology runs.
+
+Printed, each as records/s and as a ratio to the bare loop (orjson + a dict of sets
+per record kind, server, hour and day, no I/O) on the same files:
+
+* `analytics replay` (one CLI process per game, into one fresh store; wall clock of
+  both, start-up included), with the store operations per 1,000 records;
+* optionally (`--profile DIR`) the same replay again under py-spy, written as a
+  speedscope/flamegraph file and a top-30 table of self time.
+
+    .venv/bin/python bench/bench_mix.py [--users 700] [--days 40] [--store-url URL] [--profile DIR]
+
+The machine is shared: compare ratios of one invocation, not records/s across runs.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+GAMES = {"dl": "Asia/Shanghai", "wsdx": "America/New_York"}
+#: The gamelog op codes of the mix (the lead's profile of issue 23: no coin, shop, dungeon or task records).
+MIX_OPS = (b'"signup_logcount"', b'"createrole_logcount"', b'"login_logcount"')
+#: Numeric ids: user i of a game is BASE + i * STEP (700 users span 2.94e9 .. 3.045e9).
+BASE, STEP = 2_940_000_000, 149_993
+_UID = re.compile(rb'"(dl|ws)(\d{5})"')
+
+
+def _numeric(m: re.Match[bytes]) -> bytes:
+    return b'"%d"' % (BASE + int(m.group(2)) * STEP + (0 if m.group(1) == b"dl" else 7))
+
+
+def make_mix(work: Path, users: int, days: int, areas: int = 3, seed: int = 23) -> dict[str, list[Path]]:
+    """Write the mix's files into `work`; returns {game: [files of its CLI replay]} (payments with the first)."""
+    from analytics.sample import generate
+    raw = work / "raw"
+    generate(raw, seed=seed, games=GAMES, days=days, users=users, areas=areas, tag="mix", malformed=False)
+    out: dict[str, list[Path]] = {}
+    for game in GAMES:
+        src = raw / f"gamelog_{game}_mix.txt"
+        dst = work / src.name
+        with open(src, "rb") as fh:
+            dst.write_bytes(b"".join(_UID.sub(_numeric, line) for line in fh if any(op in line for op in MIX_OPS)))
+        out[game] = [dst]
+    pay = work / "payment_mix.txt"
+    pay.write_bytes(_UID.sub(_numeric, (raw / "payment_mix.txt").read_bytes()))
+    out[next(iter(GAMES))].append(pay)
+    shutil.rmtree(raw)
+    (work / "mix.toml").write_text("".join(f'[games.{g}]\ntz = "{tz}"\n' for g, tz in GAMES.items()))
+    return out
+
+
+def count_lines(files: dict[str, list[Path]]) -> int:
+    return sum(sum(1 for _ in open(f, "rb")) for fs in files.values() for f in fs)
+
+
+def bare_loop(files: dict[str, list[Path]]) -> float:
+    """The baseline: parse every line, keep distinct users per (kind, server, hour) and (kind, server, day)."""
+    t0 = time.perf_counter()
+    hours: dict[tuple, set] = {}
+    days: dict[tuple, set] = {}
+    for game, paths in files.items():
+        for path in paths:
+            with open(path, "rb") as fh:
+                for line in fh:
+                    r = orjson.loads(line)
+                    ts = r["ts"]
+                    if "users" in r:
+                        key = (r["game"], r["area"], r["plat"], "pay")
+                        days.setdefault(key + ((ts + 28800) // 86400,), set()).update(r["users"])
+                        continue
+                    d = r["data"]
+                    key = (game, r["area"], str(d["corpid"]), r["op"]["code"])
+                    hours.setdefault(key + (ts - ts % 3600,), set()).add(d["acct"])
+                    days.setdefault(key + ((ts + 28800) // 86400,), set()).add(d["acct"])
+    return time.perf_counter() - t0
+
+
+def replay(files: dict[str, list[Path]], work: Path, store: str, prefix: list[str] | None = None) -> dict[str, Any]:
+    """One `analytics replay --json` per game into `store`; wall seconds of all, and their summed reports."""
+    took = 0.0
+    totals: dict[str, int] = {}
+    ops: dict[str, int] = {}
+    for game, paths in files.items():
+        cmd = [*(prefix or []), sys.executable, "-m", "analytics.cli", "--config", str(work / "mix.toml"), "replay",
+               "--game", game, "--no-progress", "--json", "--store", store, *map(str, paths)]
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        took += time.perf_counter() - t0
+        if proc.returncode != 0:
+            sys.exit(f"replay failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
+        report = orjson.loads(next(ln for ln in reversed(proc.stdout.splitlines()) if ln.startswith("{")))
+        if report["problems"]:
+            sys.exit(f"replay of {game}: problems {report['problems']}")
+        for k, v in report["totals"].items():
+            if isinstance(v, int):
+                totals[k] = totals.get(k, 0) + v
+        for k, v in (report.get("store_ops") or {}).items():
+            if isinstance(v, int):
+                ops[k] = ops.get(k, 0) + v
+    return {"seconds": took, "totals": totals, "ops": ops}
+
+
+def profile(files: dict[str, list[Path]], work: Path, out_dir: Path) -> None:
+    """The same replay (first game and payments) under py-spy: a speedscope file and its top self times."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    game = next(iter(files))
+    raw = out_dir / f"mix_{game}.txt"
+    replay({game: files[game]}, work, f"sqlite:///{work}/profile.db",
+           prefix=[str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw", "--rate", "200", "-o", str(raw), "--"])
+    self_time: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        frames = stack.split(";")
+        total += int(n)
+        self_time[frames[-1]] = self_time.get(frames[-1], 0) + int(n)
+    print(f"profile of the {game} replay ({total} samples at 200/s): {raw}")
+    for frame, n in sorted(self_time.items(), key=lambda kv: -kv[1])[:30]:
+        print(f"  {100 * n / total:5.1f} %  {frame}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--users", type=int, default=700, help="users per game (700: about 75,000 records)")
+    ap.add_argument("--days", type=int, default=40)
+    ap.add_argument("--store-url", help="store of the replay (default: a fresh SQLite file); a mongodb:// URL "
+                                        "should name a fresh database")
+    ap.add_argument("--profile", metavar="DIR", help="also profile one game's replay with py-spy into DIR")
+    ap.add_argument("--keep", action="store_true", help="keep the generated files (their directory is printed)")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-mix-"))
+    files = make_mix(work, args.users, args.days)
+    n = count_lines(files)
+    base = min(bare_loop(files) for _ in range(3))
+    run = replay(files, work, args.store_url or f"sqlite:///{work}/mix.db")
+    base_after = min(bare_loop(files) for _ in range(2))    # the machine is shared: the baseline on both sides
+    base = min(base, base_after)
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    print(f"bench_mix {when}: {n:,} records (logins, sign-ups, roles, payment snapshots), 2 games, "
+          f"6 servers, {args.days} days, {args.users} users per game; store "
+          f"{args.store_url or 'sqlite (fresh file)'}; {os.cpu_count()} cores (shared machine)")
+    print(f"{'run':46} {'records/s':>10} {'vs bare':>8}")
+    print(f"{'bare loop (orjson + dict of sets, same files)':46} {n / base:>10,.0f} {1:>8.2f}")
+    rate = n / run["seconds"]
+    print(f"{'analytics replay (2 CLI runs, one per game)':46} {rate:>10,.0f} {rate * base / n:>8.3f}")
+    ops = run["ops"]
+    if ops:
+        print(f"store operations per 1,000 records: {1000 * ops.get('reads', 0) / n:.1f} reads, "
+              f"{1000 * ops.get('writes', 0) / n:.1f} writes")
+    print(f"target (issue 23): mix / bare loop >= 0.10: {rate * base / n:.3f} "
+          f"{'ok' if rate * base / n >= 0.10 else 'MISSED'}")
+    if args.profile:
+        profile(files, work, Path(args.profile))
+    if args.keep:
+        print(f"files kept in {work}")
+    else:
+        shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    main()
