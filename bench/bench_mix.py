@@ -16,6 +16,7 @@ per record kind, server, hour and day, no I/O) on the same files:
   speedscope/flamegraph file and a top-30 table of self time.
 
     .venv/bin/python bench/bench_mix.py [--users 700] [--days 40] [--store-url URL] [--profile DIR]
+                                        [--baseline /path/to/a/checkout/of/main]
 
 The machine is shared: compare ratios of one invocation, not records/s across runs.
 """
@@ -93,8 +94,12 @@ def bare_loop(files: dict[str, list[Path]]) -> float:
     return time.perf_counter() - t0
 
 
-def replay(files: dict[str, list[Path]], work: Path, store: str, prefix: list[str] | None = None) -> dict[str, Any]:
-    """One `analytics replay --json` per game into `store`; wall seconds of all, and their summed reports."""
+def replay(files: dict[str, list[Path]], work: Path, store: str, prefix: list[str] | None = None,
+           code: Path = ROOT) -> dict[str, Any]:
+    """One `analytics replay --json` per game into `store`; wall seconds of all, and their summed reports.
+
+    `code`: the checkout whose `analytics` runs (another worktree: a before/after in one invocation).
+    """
     took = 0.0
     totals: dict[str, int] = {}
     ops: dict[str, int] = {}
@@ -102,7 +107,8 @@ def replay(files: dict[str, list[Path]], work: Path, store: str, prefix: list[st
         cmd = [*(prefix or []), sys.executable, "-m", "analytics.cli", "--config", str(work / "mix.toml"), "replay",
                "--game", game, "--no-progress", "--json", "--store", store, *map(str, paths)]
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        env = {**os.environ, "PYTHONPATH": str(code)}
+        proc = subprocess.run(cmd, cwd=code, capture_output=True, text=True, env=env)
         took += time.perf_counter() - t0
         if proc.returncode != 0:
             sys.exit(f"replay failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
@@ -137,6 +143,13 @@ def profile(files: dict[str, list[Path]], work: Path, out_dir: Path) -> None:
         print(f"  {100 * n / total:5.1f} %  {frame}")
 
 
+def _ops(run: dict[str, Any], n: int) -> str:
+    ops = run["ops"]
+    if not ops:
+        return ""
+    return f"per 1,000 records: {1000 * ops.get('reads', 0) / n:.0f} reads, {1000 * ops.get('writes', 0) / n:.0f} writes"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--users", type=int, default=700, help="users per game (700: about 75,000 records)")
@@ -145,11 +158,17 @@ def main() -> None:
                                         "should name a fresh database")
     ap.add_argument("--profile", metavar="DIR", help="also profile one game's replay with py-spy into DIR")
     ap.add_argument("--keep", action="store_true", help="keep the generated files (their directory is printed)")
+    ap.add_argument("--baseline", metavar="CHECKOUT", type=Path,
+                    help="also replay with the analytics of another checkout (e.g. a worktree of main), "
+                         "run before this one, into a store of its own")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-mix-"))
     files = make_mix(work, args.users, args.days)
     n = count_lines(files)
     base = min(bare_loop(files) for _ in range(3))
+    if args.store_url and args.baseline:
+        ap.error("--baseline needs a fresh store per run: leave out --store-url")
+    before = replay(files, work, f"sqlite:///{work}/baseline.db", code=args.baseline) if args.baseline else None
     run = replay(files, work, args.store_url or f"sqlite:///{work}/mix.db")
     base_after = min(bare_loop(files) for _ in range(2))    # the machine is shared: the baseline on both sides
     base = min(base, base_after)
@@ -160,11 +179,13 @@ def main() -> None:
     print(f"{'run':46} {'records/s':>10} {'vs bare':>8}")
     print(f"{'bare loop (orjson + dict of sets, same files)':46} {n / base:>10,.0f} {1:>8.2f}")
     rate = n / run["seconds"]
-    print(f"{'analytics replay (2 CLI runs, one per game)':46} {rate:>10,.0f} {rate * base / n:>8.3f}")
-    ops = run["ops"]
-    if ops:
-        print(f"store operations per 1,000 records: {1000 * ops.get('reads', 0) / n:.1f} reads, "
-              f"{1000 * ops.get('writes', 0) / n:.1f} writes")
+    if before is not None:
+        r0 = n / before["seconds"]
+        label = f"baseline {args.baseline.name}: analytics replay"
+        print(f"{label[:46]:46} {r0:>10,.0f} {r0 * base / n:>8.3f}  {_ops(before, n)}")
+    print(f"{'analytics replay (2 CLI runs, one per game)':46} {rate:>10,.0f} {rate * base / n:>8.3f}  {_ops(run, n)}")
+    if before is not None:
+        print(f"this checkout / baseline: {rate / r0:.2f}x")
     print(f"target (issue 23): mix / bare loop >= 0.10: {rate * base / n:.3f} "
           f"{'ok' if rate * base / n >= 0.10 else 'MISSED'}")
     if args.profile:
