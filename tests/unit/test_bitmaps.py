@@ -26,6 +26,15 @@ def test_split_ids_dedupes_the_dictionary_uids() -> None:
     assert direct == BitMap([3, 5]) and other == ["007", "u1"]
 
 
+def test_split_ids_sorts_exactly_as_direct_id_does() -> None:
+    """split_ids inlines direct_id's test (its hot loop): both must agree on every kind of uid."""
+    uids = ["0", "7", "2147483648", "3000000123", "4026531839", "10000001", "4026531840", "4294967296", "042",
+            "00", "+1", "-1", " 1", "1 ", "1.0", "u1", "", "١٢", "99999999999999999999", "²", "3\n"]
+    direct, other = split_ids(uids)
+    assert direct == BitMap(n for u in uids if (n := direct_id(u)) is not None)
+    assert other == sorted({u for u in uids if direct_id(u) is None})
+
+
 def test_split_parts_by_high_bits() -> None:
     bm = BitMap([1, 15, 16, 40, 17 * 16, DICT_BASE + 3])
     parts = split_parts(bm, 4)
