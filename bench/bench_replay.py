@@ -227,14 +227,14 @@ def stage_costs(path: Path, game: str = "dl") -> tuple[int, dict[str, float]]:
     tuples = [tp for topic, payload in received for tp in decode_batch(topic, payload)]
     bolt = LoginHourBolt(ctx)
     timed("set add", discard(bolt.process, tuples))
-    print(f"  ({len(emitted):,} tuples for {n:,} records: {n / max(len(emitted), 1):.1f} records a tuple; "
-          f"{len(frames):,} frames)")
-    return n, {k: 1e6 * t[k] / n for k in STAGES}
+    t["tuples"], t["frames"] = len(emitted), len(frames)
+    return n, {**{k: 1e6 * t[k] / n for k in STAGES}, "tuples": t["tuples"], "frames": t["frames"]}
 
 
 def print_stages(n: int, costs: dict[str, float], replay_seconds: float | None) -> None:
-    total = sum(costs.values())
-    print(f"per-record cost of the login path, in process ({n:,} ordered records; microseconds per record):")
+    total = sum(costs[k] for k in STAGES)
+    print(f"per-record cost of the login path, in process ({n:,} ordered records packed into {costs['tuples']:,} "
+          f"tuples, {costs['frames']:,} frames; microseconds per record, the least of --stage-runs):")
     for k in STAGES:
         print(f"  {k:11} {costs[k]:6.2f} us  {100 * costs[k] / total:5.1f} %")
     print(f"  {'sum':11} {total:6.2f} us  (at most {1e6 / total:,.0f} records/s through these stages alone)")
@@ -252,6 +252,7 @@ def main() -> None:
     ap.add_argument("--store-url", help="store of the replays (default: a fresh SQLite file for each); "
                                         "a mongodb:// URL should name a fresh database")
     ap.add_argument("--skip-tcp", action="store_true", help="leave out the 2-process replay")
+    ap.add_argument("--stage-runs", type=int, default=3, help="runs of the per-stage costs (the least is kept)")
     ap.add_argument("--stages-only", action="store_true",
                     help="only the per-stage costs of the login path (and the ordered replay they add up to)")
     args = ap.parse_args()
@@ -264,6 +265,8 @@ def main() -> None:
     def store(tag: str) -> str:
         return args.store_url or f"sqlite:///{work}/{tag}.db"
     n_stages, costs = stage_costs(ordered)
+    for _ in range(args.stage_runs - 1):      # the machine is shared: the least of a few runs per stage
+        costs = {k: min(v, c) for (k, v), c in zip(costs.items(), stage_costs(ordered)[1].values())}
     runs = {"ordered": replay(ordered, store("ordered"), [])}
     if args.stages_only:
         print_stages(n_stages, costs, runs["ordered"]["seconds"])

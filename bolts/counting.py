@@ -27,7 +27,7 @@ sets are bounded and only save repeated work.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterable
 
 from analytics.component import Bolt, Context
 from analytics.periods import period_function
@@ -108,6 +108,20 @@ class DistinctPeriods:
                 pending.add(uid)
         return key, new
 
+    def add_all(self, server: ServerKey, uids: Iterable[str], ts: int, tz: str) -> None:
+        """`add` of several users of one event time (a packed tuple, an hour's userlist): the
+        period and its key are computed once, not once per user (the bolts' hot loop)."""
+        start = self._start(ts, tz)
+        recent = self._recent.add
+        fresh = [uid for uid in uids if recent(server, start, uid)]
+        if fresh:
+            key = PeriodKey(server.game, server.area, server.plat, start)
+            pending = self._pending.get(key)
+            if pending is None:
+                self._pending[key] = set(fresh)
+            else:
+                pending.update(fresh)
+
     def take(self) -> dict[PeriodKey, set[str]]:
         pending, self._pending = self._pending, {}
         return pending
@@ -170,10 +184,8 @@ class HourCountBolt(Bolt):
         self.periods = DistinctPeriods("hour", int(self.option("keep_periods", self.keep_periods)))
 
     def process(self, tup: Tuple) -> None:
-        server, ts, uids = gamelog_users(tup.body)  # one record, or the spout's packed records
-        tz = self.settings.tz_of(server.game)
-        for uid in uids:
-            self.periods.add(server, uid, ts, tz)
+        server, ts, uids = gamelog_users(tup.body)  # one record, or the spout's packed records (one slot)
+        self.periods.add_all(server, uids, ts, self.settings.tz_of(server.game))
 
     def flush(self, batch: Batch) -> None:
         k = self.kind
@@ -208,9 +220,7 @@ class DayCountBolt(Bolt):
         ts, users = need_int(body, "ts"), body.get("userlist")
         if not isinstance(users, list) or not all(type(u) is str and u for u in users):
             raise ValueError(f"body.userlist must be a list of user ids, got {users!r:.80}")
-        tz = self.settings.tz_of(server.game)
-        for uid in users:
-            self.periods.add(server, uid, ts, tz)
+        self.periods.add_all(server, users, ts, self.settings.tz_of(server.game))
 
     def flush(self, batch: Batch) -> None:
         k = self.kind
