@@ -145,7 +145,8 @@ def stage_costs(path: Path, game: str = "dl") -> tuple[int, dict[str, float]]:
     from spouts.base import parse_object
     from spouts.gamelog import GamelogSpout
 
-    settings = load_settings(env={}, data_dir=_tempfile.mkdtemp(prefix="bench-stages-"))
+    data_dir = _tempfile.mkdtemp(prefix="bench-stages-")
+    settings = load_settings(env={}, data_dir=data_dir)
     ctx = Context(settings=settings, zmq=None, receiver="inproc://none", sender="inproc://none", disk_log=False)
     now = time.time()
     t: dict[str, float] = {}
@@ -238,6 +239,8 @@ def stage_costs(path: Path, game: str = "dl") -> tuple[int, dict[str, float]]:
     tuples = [tp for topic, payload in received for tp in decode_batch(topic, payload)]
     bolt = LoginHourBolt(ctx)
     timed("set add", discard(bolt.process, tuples))
+    import shutil
+    shutil.rmtree(data_dir, ignore_errors=True)
     t["tuples"], t["frames"] = len(emitted), len(frames)
     return n, {**{k: 1e6 * t[k] / n for k in STAGES}, "tuples": t["tuples"], "frames": t["frames"]}
 
