@@ -5,7 +5,8 @@ period start (the local day; Monday 00:00; the 1st 00:00, in the game's zone):
 
 * ac_user      distinct users who logged in during the period (login_day members; a week or
                month is the union of its day bitmaps, counted without decoding a uid);
-* new_ac_user  users whose first login there falls in the period (userfirst.ts);
+* new_ac_user  users whose first login there falls in the period (userfirst.ts): the period's
+               members less everyone in a login day before it, on bitmaps (TimerBolt.first_members);
 * old_ac_user  the others (ac_user - new_ac_user), and both shares in percent.
 
 The seed's example: 214 active = 109 new (50.93 %) + 105 old (49.07 %).
@@ -84,10 +85,12 @@ class ActiveBolt(TimerBolt):
     def compute(self, key: PeriodKey, tz: str, sets: SetCache) -> dict[str, Any] | None:
         start, end = period_bounds(self.period, key.ts, tz)
         if self.period == "day":
-            ac = self.store.count_members(MemberKey("login_day", key.game, key.area, key.plat, start))
+            days = sets.bitmap(MemberKey("login_day", key.game, key.area, key.plat, start))
         else:
-            ac = len(self.store.bitmap_between("login_day", key.game, key.area, key.plat, start, end))
-        new = len(self.uids("userfirst", key, end))
+            days = self.store.bitmap_between("login_day", key.game, key.area, key.plat, start, end, sub="")
+        ac = len(days)
+        first = self.first_members("userfirst", key, start, end, sets, days)
+        new = len(self.uids("userfirst", key, end)) if first is None else len(first)
         if not ac and not new:
             return None  # nobody: no document (a dashboard reads a missing period as zeros)
         return active_figures(ac, new)

@@ -22,6 +22,7 @@ dashboard summing cohorts over servers must not repeat that on page load.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import AbstractSet as Set, Any, ClassVar, Iterable, Mapping
 
 from pyroaring import BitMap
@@ -85,7 +86,13 @@ def funnel_figures(signup: Set, role: Set, next_day: Set, payers: Set) -> dict[s
 
 def pay_window_cohorts(day: int, tz: str) -> list[int]:
     """Cohort days whose payment window (D..D+30) holds `day`: day-30 .. day, oldest first."""
-    return [add_days(day, -k, tz) for k in range(PAY_WINDOW_DAYS, -1, -1)]
+    return list(_pay_window_cohorts(day, tz))
+
+
+@lru_cache(maxsize=4096)
+def _pay_window_cohorts(day: int, tz: str) -> tuple[int, ...]:
+    # cached: every payorderuser.day tuple asks again, and 31 zone computations were most of process()
+    return tuple(add_days(day, -k, tz) for k in range(PAY_WINDOW_DAYS, -1, -1))
 
 
 # -- store-backed ------------------------------------------------------------------------
@@ -186,7 +193,12 @@ class CohortLtvBolt(_PaymentWindowBolt):
         return pay_window_cohorts(day_start(now, tz), tz)
 
     def compute(self, key: PeriodKey, tz: str, sets: SetCache) -> dict[str, Any] | None:
-        cohort = self.uids("rolefirst", key, add_days(key.ts, 1, tz))
+        first = self.first_members("rolefirst", key, key.ts, add_days(key.ts, 1, tz), sets,
+                                   sets.bitmap(MemberKey("createrole_day", key.game, key.area, key.plat, key.ts)))
+        if first is None:       # first-day documents of an older version: through the uids
+            cohort = self.uids("rolefirst", key, add_days(key.ts, 1, tz))
+        else:
+            cohort = self.store.decode(key.game, first) if first else set()
         if not cohort:
             return None  # no new roles that day: no document
         ends = {k: add_days(key.ts, k + 1, tz) for k in LTV_OFFSETS}

@@ -27,7 +27,7 @@ sets are bounded and only save repeated work.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterable
 
 from analytics.aggregate import Keyed
 from analytics.component import Bolt, Context
@@ -114,6 +114,20 @@ class DistinctPeriods(Keyed[PeriodKey, set[str]]):
         """Forget who was already taken (the pending users stay): they count as new again."""
         self._recent = RecentMembers(self._recent_periods)
 
+    def add_all(self, server: ServerKey, uids: Iterable[str], ts: int, tz: str) -> None:
+        """`add` of several users of one event time (a packed tuple, an hour's userlist): the
+        period and its key are computed once, not once per user (the bolts' hot loop)."""
+        start = self._start(ts, tz)
+        recent = self._recent.add
+        fresh = [uid for uid in uids if recent(server, start, uid)]
+        if fresh:
+            key = PeriodKey(server.game, server.area, server.plat, start)
+            pending = self._pending.get(key)
+            if pending is None:
+                self._pending[key] = set(fresh)
+            else:
+                pending.update(fresh)
+
 
 def first_periods(pending: dict[PeriodKey, set[str]]) -> dict[tuple[str, str, str, str], int]:
     """Earliest period start per (game, area, plat, uid) in `pending` (for a $min 'first day')."""
@@ -186,10 +200,8 @@ class HourCountBolt(Bolt):
         self.periods = DistinctPeriods("hour", int(self.option("keep_periods", self.keep_periods)))
 
     def process(self, tup: Tuple) -> None:
-        server, ts, uids = gamelog_users(tup.body)  # one record, or the spout's packed records
-        tz = self.settings.tz_of(server.game)
-        for uid in uids:
-            self.periods.add(server, uid, ts, tz)
+        server, ts, uids = gamelog_users(tup.body)  # one record, or the spout's packed records (one slot)
+        self.periods.add_all(server, uids, ts, self.settings.tz_of(server.game))
 
     def reset(self) -> None:
         """A source rewound: forward its users again even if they were forwarded before."""
@@ -234,9 +246,7 @@ class DayCountBolt(Bolt):
         ts, users = need_int(body, "ts"), body.get("userlist")
         if not isinstance(users, list) or not all(type(u) is str and u for u in users):
             raise ValueError(f"body.userlist must be a list of user ids, got {users!r:.80}")
-        tz = self.settings.tz_of(server.game)
-        for uid in users:
-            self.periods.add(server, uid, ts, tz)
+        self.periods.add_all(server, users, ts, self.settings.tz_of(server.game))
 
     def reset(self) -> None:
         """A source rewound: write and announce its users' days again even if done before."""

@@ -1,7 +1,8 @@
 """Login retention of each day's new roles: loginretention (timer bolt).
 
 For each (game, area, plat) and cohort day D (local day start in the game's zone):
-cohort = users whose first role creation is on D (rolefirst.ts == D), and for
+cohort = users whose first role creation is on D (rolefirst.ts == D: createrole_day D less
+everyone in an earlier createrole_day, on bitmaps), and for
 k in 1..7, 14, 30: d<k> = how many of them log in on day D+k (login_day members),
 d<k>_rate = its share of the cohort in percent. A login on day L changes the
 cohorts L-1..L-7, L-14, L-30; a createrole.day for D changes cohort D.
@@ -68,9 +69,14 @@ class LoginRetentionBolt(TimerBolt):
         return [today, *cohorts_touched(today, tz)]
 
     def compute(self, key: PeriodKey, tz: str, sets: SetCache) -> dict[str, Any] | None:
-        cohort = self.uids("rolefirst", key, add_days(key.ts, 1, tz))
-        if not cohort:
+        cohort = self.first_members("rolefirst", key, key.ts, add_days(key.ts, 1, tz), sets,
+                                    sets.bitmap(MemberKey("createrole_day", key.game, key.area, key.plat, key.ts)))
+        size = None
+        if cohort is None:      # first-day documents of an older version: through the uids
+            uids = self.uids("rolefirst", key, add_days(key.ts, 1, tz))
+            cohort, size = self.uid_bitmap(key, uids), len(uids)
+        if not (cohort if size is None else size):
             return None  # no new roles that day: no document
         later = {k: sets.bitmap(MemberKey("login_day", key.game, key.area, key.plat, day))
                  for k, day in later_days(key.ts, tz).items()}
-        return retention_figures(self.uid_bitmap(key, cohort), later, size=len(cohort))
+        return retention_figures(cohort, later, size=size)

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from functools import lru_cache
 from typing import AbstractSet, Any, ClassVar, Iterable, Mapping
 
 from analytics.component import Bolt, Context
 from analytics.measures import RETENTION_OFFSETS, rate
 from analytics.periods import add_days, day_start
-from analytics.store.base import Batch, MemberKey, Store
+from analytics.store.base import FIRST_DAYS, Batch, MemberKey, Store
 from analytics.store.bitmaps import BitMap
 from analytics.tuples import Tuple
 from bolts.common import PeriodKey
@@ -37,12 +38,27 @@ log = logging.getLogger(__name__)
 
 def later_days(day: int, tz: str, offsets: Iterable[int] = RETENTION_OFFSETS) -> dict[int, int]:
     """{k: start of the local day k days after `day`} for each offset (calendar days in `tz`)."""
-    return {k: add_days(day, k, tz) for k in offsets}
+    return dict(_later_days(day, tz, tuple(offsets)))
+
+
+@lru_cache(maxsize=4096)
+def _later_days(day: int, tz: str, offsets: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+    return tuple((k, add_days(day, k, tz)) for k in offsets)
 
 
 def cohorts_touched(day: int, tz: str, offsets: Iterable[int] = RETENTION_OFFSETS) -> list[int]:
     """Cohort days whose retention an activity on `day` changes: day-k for each offset, oldest first."""
-    return sorted(add_days(day, -k, tz) for k in offsets)
+    return list(_cohorts_touched(day, tz, tuple(offsets)))
+
+
+@lru_cache(maxsize=4096)
+def _cohorts_touched(day: int, tz: str, offsets: tuple[int, ...]) -> tuple[int, ...]:
+    # cached: every login.day tuple asks again, and zone arithmetic is most of a timer's process()
+    return tuple(sorted(add_days(day, -k, tz) for k in offsets))
+
+
+#: day_start of the state tuples' ts (one per day and server: the same few values again and again).
+_day_start = lru_cache(maxsize=4096)(day_start)
 
 
 def retention_counts(cohort: AbstractSet[Any], later: Mapping[int, AbstractSet[Any]],
@@ -77,6 +93,10 @@ class SetCache:
         self.size = max(1, size)
         self.reads = 0
         self._sets: OrderedDict[MemberKey, BitMap] = OrderedDict()
+        #: (day set, game, area, plat) -> (ts, everyone in the set on a day before ts), the last asked.
+        self._before: dict[tuple[str, str, str, str], tuple[int, BitMap]] = {}
+        #: (collection, game, area, plat) -> whether an older version stored first-day documents there.
+        self._legacy: dict[tuple[str, str, str, str], bool] = {}
 
     def bitmap(self, key: MemberKey) -> BitMap:
         """The members of one period set as integer ids (do not modify: it is shared)."""
@@ -89,6 +109,34 @@ class SetCache:
         self._sets[key] = got
         while len(self._sets) > self.size:
             self._sets.popitem(last=False)
+        return got
+
+    def before(self, day_set: str, game: str, area: str, plat: str, ts: int) -> BitMap:
+        """Everyone in `day_set` on a day that starts before `ts` (do not modify: it is shared).
+
+        Why kept: dirty keys come sorted, so the next period of a server asks for a later
+        ts; that is the previous answer plus the days in between, not the spans again.
+        """
+        k = (day_set, game, area, plat)
+        got = self._before.get(k)
+        if got is not None and got[0] == ts:
+            return got[1]
+        if got is not None and got[0] < ts:
+            bm = got[1] | self.store.bitmap_between(day_set, game, area, plat, got[0], ts, sub="")
+        else:
+            bm = self.store.before(day_set, game, area, plat, ts)
+        self.reads += 1
+        self._before[k] = (ts, bm)
+        return bm
+
+    def legacy(self, collection: str, game: str, area: str, plat: str) -> bool:
+        """Whether `collection` (FIRST_DAYS) has documents an older version stored for this server."""
+        k = (collection, game, area, plat)
+        got = self._legacy.get(k)
+        if got is None:
+            got = bool(self.store._find(collection, {"game": game, "area": area, "plat": plat}, ts_from=None,
+                                       ts_to=None, limit=1))
+            self._legacy[k] = got
         return got
 
 
@@ -166,7 +214,7 @@ class TimerBolt(Bolt):
             self.reject(body, f"{tup.topic} state tuple: {exc}")
             return
         tz = self.settings.tz_of(game)
-        day = day_start(int(ts), tz)
+        day = _day_start(int(ts), tz)
         self.servers.add((game, area, plat))
         for start in self.dirtied(tup.topic, day, tz):
             self.dirty.add(PeriodKey(game, area, plat, start))
@@ -256,6 +304,24 @@ class TimerBolt(Bolt):
         docs = self.store.find(collection, {"game": key.game, "area": key.area, "plat": key.plat},
                                ts_from=key.ts, ts_to=ts_to, sort=())
         return {str(d["uid"]) for d in docs if "uid" in d}
+
+    def first_members(self, collection: str, key: PeriodKey, start: int, end: int, sets: SetCache,
+                      days: BitMap | None = None) -> BitMap | None:
+        """Who has the first day of `collection` (userfirst, rolefirst: FIRST_DAYS) in [start, end), as ids.
+
+        Set algebra on the day bitmaps, |days in [start, end) - before(start)|, with no
+        per-user first-day lookup and no uid decoded. `days`: the union of the day set
+        over [start, end) when the caller has it. None when an older version stored
+        first-day documents for this server: then only `uids(collection, ...)` is exact.
+        """
+        day_set = FIRST_DAYS[collection]
+        if sets.legacy(collection, key.game, key.area, key.plat):
+            return None
+        if days is None:
+            days = self.store.bitmap_between(day_set, key.game, key.area, key.plat, start, end, sub="")
+        if not days:
+            return BitMap()
+        return days - sets.before(day_set, key.game, key.area, key.plat, start)
 
     def uid_bitmap(self, key: PeriodKey, uids: Iterable[str]) -> BitMap:
         """`uids` as the integer ids the member bitmaps of key.game hold (uids in no set are left out)."""

@@ -23,9 +23,10 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Iterable, Iterator, Protocol
 
-from pyroaring import BitMap
+from pyroaring import BitMap, FrozenBitMap
 
 from analytics.store.errors import StoreError
 
@@ -68,35 +69,46 @@ def split_ids(uids: Iterable[str]) -> tuple[BitMap, list[str]]:
     """The direct ids of `uids` as a bitmap, and the uids that need the dictionary (deduplicated)."""
     direct: list[int] = []
     other: set[str] = set()
+    keep_int, keep_str = direct.append, other.add
     for u in uids:
-        n = direct_id(u)
-        if n is None:
-            other.add(u)
-        else:
-            direct.append(n)
+        # direct_id inlined (the same test): this runs once per member of every flushed set
+        if u.isdigit() and len(u) <= 10 and u.isascii() and (u[0] != "0" or u == "0"):
+            n = int(u)
+            if n < DIRECT_LIMIT:
+                keep_int(n)
+                continue
+        keep_str(u)
     return BitMap(direct), sorted(other)
 
 
-def _range(lo: int, hi: int) -> BitMap:
+@lru_cache(maxsize=128)
+def _part_range(part: int, part_bits: int) -> FrozenBitMap:
+    """All ids of one part, [part << part_bits, (part + 1) << part_bits), built once per part (immutable).
+
+    Why cached: the range is 2**(part_bits - 16) run containers (1,024 by default); building it
+    for every set that spans a part boundary was most of a replay's store time (issue 23), while
+    intersecting with it costs only the containers of the set (CRoaring gallops over the rest).
+    """
     r = BitMap()
-    r.add_range(lo, hi)
-    return r
+    r.add_range(part << part_bits, min((part + 1) << part_bits, ID_LIMIT))
+    return FrozenBitMap(r)
 
 
 def split_parts(bm: BitMap, part_bits: int = DEFAULT_PART_BITS) -> dict[int, BitMap]:
-    """{part: the ids of `bm` in that part}, part = id >> part_bits; only non-empty parts."""
+    """{part: the ids of `bm` in that part}, part = id >> part_bits; only non-empty parts.
+
+    A set within one part (the common case) is returned as it is, with no copy.
+    """
     if not bm:
         return {}
-    lo, hi = bm.min() >> part_bits, bm.max() >> part_bits
-    if lo == hi:
-        return {lo: bm}
+    x, top = bm.min(), bm.max()
+    if x >> part_bits == top >> part_bits:
+        return {x >> part_bits: bm}
     out: dict[int, BitMap] = {}
-    x = bm.min()
-    top = bm.max()
     while True:
         p = x >> part_bits
+        out[p] = bm & _part_range(p, part_bits)
         end = (p + 1) << part_bits
-        out[p] = bm & _range(p << part_bits, end)
         if end > top:
             return out
         x = next(bm.iter_equal_or_larger(end))

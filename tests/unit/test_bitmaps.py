@@ -26,6 +26,15 @@ def test_split_ids_dedupes_the_dictionary_uids() -> None:
     assert direct == BitMap([3, 5]) and other == ["007", "u1"]
 
 
+def test_split_ids_sorts_exactly_as_direct_id_does() -> None:
+    """split_ids inlines direct_id's test (its hot loop): both must agree on every kind of uid."""
+    uids = ["0", "7", "2147483648", "3000000123", "4026531839", "10000001", "4026531840", "4294967296", "042",
+            "00", "+1", "-1", " 1", "1 ", "1.0", "u1", "", "١٢", "99999999999999999999", "²", "3\n"]
+    direct, other = split_ids(uids)
+    assert direct == BitMap(n for u in uids if (n := direct_id(u)) is not None)
+    assert other == sorted({u for u in uids if direct_id(u) is None})
+
+
 def test_split_parts_by_high_bits() -> None:
     bm = BitMap([1, 15, 16, 40, 17 * 16, DICT_BASE + 3])
     parts = split_parts(bm, 4)
@@ -34,6 +43,23 @@ def test_split_parts_by_high_bits() -> None:
     assert BitMap.union(*parts.values()) == bm
     assert split_parts(BitMap([3, 9]), 4) == {0: BitMap([3, 9])}
     assert split_parts(BitMap(), 4) == {}
+
+
+@pytest.mark.parametrize("part_bits", [4, 16, 26])
+def test_split_parts_matches_the_brute_force_cut(part_bits: int) -> None:
+    """Sets near 3e9 (numeric account ids) plus dictionary ids: every cut is the ids with that high part."""
+    import random
+    rnd = random.Random(part_bits)
+    for size in (1, 2, 50, 3000):
+        ids = {rnd.randrange(2_900_000_000, 3_100_000_000) for _ in range(size)} | {DICT_BASE + size, 2 ** 32 - 1}
+        bm = BitMap(ids)
+        parts = split_parts(bm, part_bits)
+        want: dict[int, set[int]] = {}
+        for n in ids:
+            want.setdefault(n >> part_bits, set()).add(n)
+        assert {p: set(b) for p, b in parts.items()} == want
+        assert all(type(b) is BitMap for b in parts.values())   # mutable, like the input
+        assert bm == BitMap(ids)                                 # the input is left as it was
 
 
 def test_portable_format_round_trip() -> None:

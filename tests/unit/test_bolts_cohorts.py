@@ -13,10 +13,11 @@ from analytics.store.base import Batch
 from bolts.cohorts import (CohortLtvBolt, FunnelDayBolt, PaymentDays, funnel_figures, ltv_figures, money_ratio,
                            pay_window_cohorts)
 from bolts.timer import PeriodKey
-from tests.unit.test_timer_bolts import (DAY, JAN08, JAN09, SERVER, docs, firsts, make, members, state, store,
-                                         tick)
+from tests.unit.test_timer_bolts import (DAY, JAN08, JAN09, SERVER, docs, first_days, firsts, make, members, state,
+                                         store, tick)
 
-__all__ = ["store"]  # the fixture, imported for its parameters (SQLite and the MongoDB backend)
+# the fixtures, imported for their parameters (SQLite and the MongoDB backend; first days derived and stored)
+__all__ = ["store", "first_days"]
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -68,10 +68,31 @@ def members(store, set_: str, ts: int, uids: Iterable[str], server: dict = SERVE
     store.apply(b)
 
 
+#: The day set a derived first-day collection comes from (analytics.store.base.FIRST_DAYS).
+DERIVED = {"userfirst": "login_day", "rolefirst": "createrole_day"}
+
+
+@pytest.fixture(autouse=True, params=["derived", "stored"])
+def first_days(request):
+    """Each test twice: first days derived from the day sets (this version), and stored as documents
+    the way an older version wrote userfirst/rolefirst (the timers then go through the uids)."""
+    global FIRSTS_STORED
+    FIRSTS_STORED = request.param == "stored"
+    yield request.param
+
+
+FIRSTS_STORED = False
+
+
 def firsts(store, coll: str, by_uid: dict[str, int], server: dict = SERVER, **extra: Any) -> None:
+    """First days of users: as the event bolts write them (into the day set) or, for `stored`, as documents."""
     b = Batch()
-    for uid, ts in by_uid.items():
-        b.upsert(coll, {**server, "uid": uid}, min={"ts": ts}, set=extra or None)
+    if coll in DERIVED and not FIRSTS_STORED:
+        for uid, ts in by_uid.items():
+            b.add_members(MemberKey(DERIVED[coll], server["game"], server["area"], server["plat"], ts), [uid])
+    else:
+        for uid, ts in by_uid.items():
+            b.upsert(coll, {**server, "uid": uid}, min={"ts": ts}, set=extra or None)
     store.apply(b)
 
 
@@ -243,11 +264,11 @@ def test_store_outage_during_a_tick_keeps_the_periods_dirty(tmp_path, store):
         def __init__(self, inner, fail: int) -> None:
             self.inner, self.fail = inner, fail
 
-        def count_members(self, key):
+        def bitmap(self, key):
             if self.fail:
                 self.fail -= 1
                 raise StoreUnavailable("store down (test)")
-            return self.inner.count_members(key)
+            return self.inner.bitmap(key)
 
         def __getattr__(self, name):
             return getattr(self.inner, name)
@@ -353,3 +374,12 @@ def test_written_fields_are_the_declared_ones(tmp_path, store):
         c = cat[cls.collection]
         for d in written:
             assert set(d) == set(c.key) | set(c.fields), cls.collection
+
+
+def test_set_cache_before_grows_from_the_last_answer_and_matches_the_store(tmp_path, store):
+    _active_fixture(store)
+    from bolts.timer import SetCache
+    sets = SetCache(store, 8)
+    for ts in (DEC31, JAN02, JAN05, JAN08, JAN09, JAN02, FEB01, DEC01):   # later, then earlier again
+        assert sets.before("login_day", G, A, P, ts) == store.before("login_day", G, A, P, ts), ts
+    assert sets.before("login_day", G, A, P, JAN09) == store.uid_bitmap(G, ["u1", "u2", "u3", "u4", "u5", "u6"])
