@@ -402,6 +402,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from analytics.web.serve import serve
     setup_logging(args.log_level)
     settings = _settings(args)
+    from analytics.web.access import ReadAccess
+    http = settings.extra.get("http", {})
+    ReadAccess.from_table(http).check_bind(args.host or str(http.get("host", "127.0.0.1")))  # configuration first
     check_store_url(settings.store, must_exist=True)  # a read never creates a store
     try:
         return serve(settings, args.host, args.port)

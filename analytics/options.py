@@ -47,7 +47,7 @@ TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "alerts": (("analytics/alerts.py",), ("table", 'settings.extra.get("alerts", {})')),
 }
 #: Keys read some other way than TABLES says, by table (one line each).
-EXTRA_KEYS: dict[str, set[str]] = {"http": set(), "alerts": set(), "cluster": set()}
+EXTRA_KEYS: dict[str, set[str]] = {"http": {"read_keys"}, "alerts": set(), "cluster": set()}
 
 _STRUCTURED = {"analytics", "broker", "games", "components", "sources"}
 
