@@ -81,7 +81,8 @@ class ProcessRunner:
         With settings.workers = N the components run in N worker processes grouped by
         stage (topology.worker_groups) instead of one process each.
         """
-        from analytics.topology import COORDINATOR, Coordinator, worker_groups
+        from analytics.runners import COORDINATOR, Coordinator
+        from analytics.topology import worker_groups
         from analytics.transport import new_context
         self._spawn("broker", ["broker", "--expect",
                                ",".join(self.topology.bolts + ([COORDINATOR] if self.coordinate else []))])
@@ -201,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     from analytics.component import Bolt, Context
     from analytics.logs import setup_logging
     from analytics.store import open_store
-    from analytics.topology import COORDINATOR, Topology, default_topology, shared_subscription
+    from analytics.runners import COORDINATOR, shared_subscription
+    from analytics.topology import Topology, default_topology
     from analytics.transport import new_context
 
     args = _parse_args(argv)

@@ -10,7 +10,8 @@ from gevent.threadpool import ThreadPool
 
 from analytics.config import load_settings
 from analytics.store import open_store
-from analytics.topology import ComponentSpec, LocalRunner, Topology
+from analytics.runners import LocalRunner
+from analytics.topology import ComponentSpec, Topology
 from analytics.web.app import create_app
 from analytics.web.intake import Intake, IntakeSettings
 

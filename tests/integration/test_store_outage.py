@@ -12,7 +12,8 @@ import pytest
 
 from analytics.config import load_settings
 from analytics.store import open_store
-from analytics.topology import ComponentSpec, LocalRunner, Topology
+from analytics.runners import LocalRunner
+from analytics.topology import ComponentSpec, Topology
 from analytics.transport import SharedSubscriber
 from tests.mongo_server import SecantusServer
 

@@ -16,7 +16,8 @@ from analytics.component import Bolt, Context
 from analytics.disklog import DiskLog, GroupCommitLog
 from analytics.store import open_store
 from analytics.store.base import Batch, MemberKey
-from analytics.topology import ComponentSpec, LocalRunner, Topology
+from analytics.runners import LocalRunner
+from analytics.topology import ComponentSpec, Topology
 from analytics.tuples import Tuple
 from analytics.web.app import create_app
 from analytics.web.intake import Intake, IntakeSettings

@@ -7,7 +7,8 @@ import pytest
 from analytics.config import load_settings
 from analytics.store import open_store
 from analytics.testing import wait_until
-from analytics.topology import ComponentSpec, LocalRunner, Topology, TopologyError
+from analytics.runners import LocalRunner
+from analytics.topology import ComponentSpec, Topology, TopologyError
 
 TOYS = "tests.support.toys"
 
