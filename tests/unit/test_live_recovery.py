@@ -20,7 +20,7 @@ from analytics.runners import LocalRunner
 from analytics.topology import ComponentSpec, Topology
 from analytics.tuples import Tuple
 from analytics.web.app import create_app
-from analytics.web.intake import Intake, IntakeSettings
+from analytics.web.intake import Intake, IntakeSettings, intake_routes
 from bolts.active import ActiveDayBolt
 
 pytestmark = pytest.mark.timeout(30)
@@ -32,7 +32,8 @@ EV = {"game": "dl", "area": "a1", "plat": "1", "uid": "u1", "ts": TS, "code": "l
 def _client(log_dir: Path) -> tuple[testing.TestClient, GroupCommitLog, Intake]:
     log = GroupCommitLog(DiskLog(log_dir, "http"), commit_ms=1)
     intake = Intake(IntakeSettings(retry_after=2), log=log.append)
-    return testing.TestClient(create_app(load_settings(env={}), None, intake)), log, intake
+    settings = load_settings(env={})
+    return testing.TestClient(create_app(settings, None, routes=intake_routes(intake, settings))), log, intake
 
 
 def test_an_event_is_answered_200_only_once_it_is_in_the_flushed_log(tmp_path):
