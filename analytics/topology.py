@@ -24,7 +24,9 @@ __all__ = ["DEFAULT_COMPONENTS", "ComponentSpec", "Topology", "TopologyError", "
 
 log = logging.getLogger(__name__)
 
-#: (component name, "module:Class") of the default topology. Bolt authors add their bolts here.
+#: (component name, "module:Class") of the default topology. Bolt authors add their bolts here: the one
+#: registration line of a statistic (wiring, collections, docs/schema.md, the three-host layout and the
+#: reference test follow from it; tests/unit/test_registration.py).
 DEFAULT_COMPONENTS: list[tuple[str, str]] = [
     ("gamelog", "spouts.gamelog:GamelogSpout"),
     ("payment", "spouts.payment:PaymentSpout"),
