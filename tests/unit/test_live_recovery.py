@@ -16,6 +16,7 @@ from analytics.component import Bolt, Context
 from analytics.disklog import DiskLog, GroupCommitLog
 from analytics.store import open_store
 from analytics.store.base import Batch, MemberKey
+from analytics.testing import wait_until
 from analytics.runners import LocalRunner
 from analytics.topology import ComponentSpec, Topology
 from analytics.tuples import Tuple
@@ -143,9 +144,7 @@ def test_a_runner_names_a_component_that_died(tmp_path):
     store = open_store(f"sqlite:///{tmp_path / 's.db'}")
     runner = LocalRunner(topology, settings, store=store).start()
     try:
-        deadline = time.monotonic() + 10
-        while not runner.failures() and time.monotonic() < deadline:
-            gevent.sleep(0.05)
+        wait_until(runner.failures, 10)
         assert runner.failures() == ["broken: RuntimeError('a bug outside every hook')"]
     finally:
         runner.stop(timeout=5)
