@@ -15,7 +15,8 @@ import gevent.event
 
 from analytics.config import Settings
 from analytics.store import open_store
-from analytics.topology import ComponentSpec, DEFAULT_COMPONENTS, DrainReport, LocalRunner, Topology, default_topology
+from analytics.runners import DrainReport, LocalRunner
+from analytics.topology import ComponentSpec, DEFAULT_COMPONENTS, Topology, default_topology
 
 __all__ = ["replay", "replay_settings", "run_forever", "source_spec", "SOURCES", "REPLAY_FLUSH"]
 

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["ProcessRunner", "free_port", "main"]
+__all__ = ["ProcessRunner", "free_port", "main", "run_broker", "run_components"]
 
 log = logging.getLogger("analytics.processes")  # also when run as __main__
 
@@ -81,7 +81,8 @@ class ProcessRunner:
         With settings.workers = N the components run in N worker processes grouped by
         stage (topology.worker_groups) instead of one process each.
         """
-        from analytics.topology import COORDINATOR, Coordinator, worker_groups
+        from analytics.runners import COORDINATOR, Coordinator
+        from analytics.topology import worker_groups
         from analytics.transport import new_context
         self._spawn("broker", ["broker", "--expect",
                                ",".join(self.topology.bolts + ([COORDINATOR] if self.coordinate else []))])
@@ -195,13 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     """
     from gevent import monkey
     monkey.patch_all()
-    import gevent
 
-    from analytics.broker import Broker
-    from analytics.component import Bolt, Context
     from analytics.logs import setup_logging
-    from analytics.store import open_store
-    from analytics.topology import COORDINATOR, Topology, default_topology, shared_subscription
+    from analytics.topology import Topology, default_topology
     from analytics.transport import new_context
 
     args = _parse_args(argv)
@@ -223,45 +220,68 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(args.config)
         spec = None
         topology = default_topology(settings)
+    zctx = new_context()
+    if args.kind == "broker":
+        return run_broker(settings, args, topology, zctx)
+    if topology is None:
+        topology = Topology.from_json(spec["topology"])
+    return run_components(settings, args, topology, zctx, names, label)
+
+
+def run_broker(settings: Any, args: argparse.Namespace, topology: Any, zctx: Any) -> int:
+    """The broker process: serve until SIGTERM/SIGINT (publishing its endpoints in etcd when set)."""
+    import gevent
+
+    from analytics.broker import Broker
+    from analytics.deadletter import DeadLetters
+    from analytics.runners import COORDINATOR
+
+    b = settings.broker
+    expected = args.expect if args.expect is not None else \
+        ",".join(topology.bolts) if topology is not None else ""
+    receiver, sender = args.receiver or b.receiver, args.sender or b.sender
+    broker = Broker(zctx, receiver, sender, expected=[n for n in expected.split(",") if n],
+                    hwm=b.hwm, hold_when_missing=b.wait_for_subscribers,
+                    dead_letters=DeadLetters(settings.data_path("deadletter"), "broker"))
+    registration = None
+    if settings.etcd:
+        from analytics.cluster import publish_broker
+        registration = publish_broker(settings, {"receiver": broker.receiver_endpoint,
+                                                 "sender": broker.sender_endpoint},
+                                      stats=lambda: {"counters": broker.stats()})
+
+    def on_term(*_: Any) -> None:
+        broker.hold_when_missing = False
+        # A second for queued frames to reach the bolts still connected; none left (they are
+        # stopped before the broker, and the coordinator has its reports): stop at once.
+        live = sorted(n for n, v in broker.ready.items() if v > 0 and n != COORDINATOR)
+        log.info("broker: SIGTERM, %s", f"delivering what is queued to {', '.join(live)} and stopping"
+                 if live else "no subscriber left, stopping")
+        gevent.spawn_later(1.0 if live else 0.0, broker.stop)
+    gevent.signal_handler(signal.SIGTERM, on_term)
+    gevent.signal_handler(signal.SIGINT, on_term)
+    log.info("broker running: receiver %s, sender %s, waiting for %s", broker.receiver_endpoint,
+             broker.sender_endpoint, ", ".join(sorted(broker.expected)) or "nobody")
+    broker.serve_forever()
+    if registration is not None:
+        registration.stop()
+    log.info("broker stopped: %s", broker.stats())
+    return 0
+
+
+def run_components(settings: Any, args: argparse.Namespace, topology: Any, zctx: Any, names: list[str],
+                   label: str) -> int:
+    """A component process (one component, or a worker's group): run them until SIGTERM/SIGINT
+    or until one dies with an error (then the others stop too and the exit code is 1)."""
+    import gevent
+
+    from analytics.component import Bolt, Context
+    from analytics.runners import shared_subscription
+    from analytics.store import open_store
+
     cluster_opts = settings.extra.get("cluster", {}) if isinstance(settings.extra.get("cluster", {}), dict) else {}
     discover = bool(settings.etcd) and (bool(cluster_opts.get("discover", False))
                                          or not (settings.broker.receiver and settings.broker.sender))
-    zctx = new_context()
-    if args.kind == "broker":
-        b = settings.broker
-        expected = args.expect if args.expect is not None else \
-            ",".join(topology.bolts) if topology is not None else ""
-        receiver, sender = args.receiver or b.receiver, args.sender or b.sender
-        from analytics.deadletter import DeadLetters
-        broker = Broker(zctx, receiver, sender, expected=[n for n in expected.split(",") if n],
-                        hwm=b.hwm, hold_when_missing=b.wait_for_subscribers,
-                        dead_letters=DeadLetters(settings.data_path("deadletter"), "broker"))
-        registration = None
-        if settings.etcd:
-            from analytics.cluster import publish_broker
-            registration = publish_broker(settings, {"receiver": broker.receiver_endpoint,
-                                                     "sender": broker.sender_endpoint},
-                                          stats=lambda: {"counters": broker.stats()})
-
-        def on_term(*_: Any) -> None:
-            broker.hold_when_missing = False
-            # A second for queued frames to reach the bolts still connected; none left (they are
-            # stopped before the broker, and the coordinator has its reports): stop at once.
-            live = sorted(n for n, v in broker.ready.items() if v > 0 and n != COORDINATOR)
-            log.info("broker: SIGTERM, %s", f"delivering what is queued to {', '.join(live)} and stopping"
-                     if live else "no subscriber left, stopping")
-            gevent.spawn_later(1.0 if live else 0.0, broker.stop)
-        gevent.signal_handler(signal.SIGTERM, on_term)
-        gevent.signal_handler(signal.SIGINT, on_term)
-        log.info("broker running: receiver %s, sender %s, waiting for %s", broker.receiver_endpoint,
-                 broker.sender_endpoint, ", ".join(sorted(broker.expected)) or "nobody")
-        broker.serve_forever()
-        if registration is not None:
-            registration.stop()
-        log.info("broker stopped: %s", broker.stats())
-        return 0
-    if topology is None:
-        topology = Topology.from_json(spec["topology"])
     unknown = [n for n in names if n not in topology.specs]
     if unknown:
         raise SystemExit(f"error: no component {', '.join(map(repr, unknown))} in the topology "

@@ -4,11 +4,14 @@ collections, declared next to the bolts that write them.
 Each bolt module has a module-level ``COLLECTIONS = [Collection(...), ...]``;
 this module gathers them from the modules of the topology. The query layer uses
 it to validate queries and to rebuild the seed's ``userlist`` field from
-membership sets; docs/schema.md's tables are written from the same facts.
+membership sets; docs/schema.md's tables are written from the same facts
+(`python -m analytics.schema --write docs/schema.md`; a test keeps them equal).
 """
 from __future__ import annotations
 
 import importlib
+import re
+import sys
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -71,5 +74,26 @@ def markdown(collections: dict[str, Collection] | None = None) -> str:
     return "\n".join(out)
 
 
+#: The markers around the generated tables in docs/schema.md.
+BEGIN, END = "<!-- schema:begin -->\n", "<!-- schema:end -->"
+
+
+def write_tables(path: str) -> bool:
+    """Rewrite the tables between the markers of `path` (docs/schema.md); True if they changed."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
+    if not pattern.search(text):
+        raise SystemExit(f"error: {path} has no {BEGIN.strip()} ... {END} markers")
+    new = pattern.sub(lambda _: BEGIN + markdown() + END, text, count=1)
+    if new != text:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(new)
+    return new != text
+
+
 if __name__ == "__main__":
-    print(markdown(), end="")
+    if sys.argv[1:2] == ["--write"] and len(sys.argv) == 3:
+        print(f"{sys.argv[2]}: {'rewritten' if write_tables(sys.argv[2]) else 'already current'}")
+    else:
+        print(markdown(), end="")

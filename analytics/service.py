@@ -10,7 +10,9 @@ Which processes this host runs comes from the optional ``[service]`` table:
     [service]
     broker = true                       # run the broker here (default true)
     expect = ["loginhour"]              # bolts the broker waits for (default: every bolt)
-    components = ["gamelog", "payment"] # default: every component of the topology
+    components = ["gamelog", "payment"] # these components...
+    roles = ["bolt"]                    # ...and every component of these roles ("spout", "bolt")
+                                        # (neither: every component of the topology)
 
 and the command line can narrow it further (``analytics start loginhour broker``).
 
@@ -67,7 +69,7 @@ class Proc:
 
 
 #: The keys of [service] (the configuration check names any other with the closest of these).
-SERVICE_OPTIONS = ("broker", "components", "expect", "start_timeout")
+SERVICE_OPTIONS = ("broker", "components", "expect", "roles", "start_timeout")
 
 
 def _service_options(settings: Settings) -> dict[str, Any]:
@@ -75,6 +77,25 @@ def _service_options(settings: Settings) -> dict[str, Any]:
     if not isinstance(opts, dict):
         raise ConfigError(f"[service] must be a table, not {opts!r}")
     return opts
+
+
+def _wanted(topology: Any, opts: dict[str, Any]) -> list[str]:
+    """The components [service] names: `components`, plus every component of a role in `roles`
+    (a host by role follows the registry: a new bolt runs on the bolt host with no edit there);
+    every component when neither is set."""
+    named, roles = opts.get("components"), opts.get("roles")
+    if named is None and roles is None:
+        return list(topology.specs)
+    named = list(named or [])
+    unknown = [n for n in named if n not in topology.specs]
+    if unknown:
+        raise ConfigError(f"[service] components: unknown component(s) {', '.join(unknown)} "
+                          f"(known: {', '.join(topology.specs)})")
+    known_roles = {c.role for c in topology.classes.values()}
+    if not isinstance(roles, (list, type(None))) or any(r not in known_roles for r in roles or []):
+        raise ConfigError(f"[service] roles must be a list of {', '.join(map(repr, sorted(known_roles)))}, "
+                          f"not {roles!r}")
+    return named + [n for n, c in topology.classes.items() if c.role in (roles or []) and n not in named]
 
 
 def plan(settings: Settings, only: Sequence[str] | None = None) -> list[Proc]:
@@ -86,13 +107,7 @@ def plan(settings: Settings, only: Sequence[str] | None = None) -> list[Proc]:
     from analytics.topology import default_topology
     topology = default_topology(settings)
     opts = _service_options(settings)
-    wanted = opts.get("components")
-    if wanted is None:
-        wanted = list(topology.specs)
-    unknown = [n for n in wanted if n not in topology.specs]
-    if unknown:
-        raise ConfigError(f"[service] components: unknown component(s) {', '.join(unknown)} "
-                          f"(known: {', '.join(topology.specs)})")
+    wanted = _wanted(topology, opts)
     procs: list[Proc] = []
     if opts.get("broker", True):
         expect = opts.get("expect")

@@ -20,7 +20,8 @@ sys.path.insert(0, str(ROOT))
 
 from analytics.config import load_settings  # noqa: E402
 from analytics.processes import ProcessRunner  # noqa: E402
-from analytics.topology import ComponentSpec, LocalRunner, Topology  # noqa: E402
+from analytics.runners import LocalRunner  # noqa: E402
+from analytics.topology import ComponentSpec, Topology  # noqa: E402
 
 
 def run(mode: str, count: int, batch: int) -> tuple[float, float]:

@@ -172,7 +172,8 @@ def server_main(args: argparse.Namespace) -> int:
     import gevent
     from analytics.config import load_settings
     from analytics.store import open_store
-    from analytics.topology import ComponentSpec, LocalRunner, Topology
+    from analytics.runners import LocalRunner
+    from analytics.topology import ComponentSpec, Topology
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_http_"))
     report: dict[str, Any] = {"runs": []}

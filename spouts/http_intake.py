@@ -1,8 +1,8 @@
 """The HTTP intake spout: events POSTed (or sent by a GIF beacon) to a gevent WSGI server.
 
 initialize() starts the server on [http] host/port (default 127.0.0.1:8600;
-port 0 picks a free one, see `port`) serving analytics.web's falcon app: the
-intake routes, plus the stats API and dashboard when the spout has a store.
+port 0 picks a free one, see `port`) serving analytics.web's falcon app with the
+intake's routes, plus the stats API and dashboard when the spout has a store.
 
 Exactly once from the client's 200 on: handlers validate events and append
 their canonical JSON to the intake log, data/http_YYYYMMDDHHMM.txt, answering
@@ -28,7 +28,7 @@ from analytics.disklog import DiskLog, GroupCommitLog
 from analytics.sources import FileFollower, Reader
 from analytics.store import open_store
 from analytics.web.events import Accepted, validate
-from analytics.web.intake import Intake, IntakeSettings
+from analytics.web.intake import Intake, IntakeSettings, intake_routes
 from spouts.base import SourceSpout, parse_object
 from spouts.gamelog import GAMELOG_CODES
 
@@ -97,8 +97,8 @@ class HttpIntakeSpout(SourceSpout):
             from analytics.web.live import LiveFeed  # /api/v1/live follows this topology's day bolts
             self.live = LiveFeed(store, self.settings, zmq=self.ctx.zmq, endpoint=self.ctx.sender,
                                  name=f"_live.{self.name}")
-        app = create_app(self.settings, store if self.http_table.get("serve_api", True) else None, self.intake,
-                         live=self.live)
+        app = create_app(self.settings, store if self.http_table.get("serve_api", True) else None,
+                         routes=intake_routes(self.intake, self.settings), live=self.live)
         self.server = WebServer(app, str(self.http_table.get("host", "127.0.0.1")),
                                 int(self.http_table.get("port", 8600))).start()
         self.log.info("http intake listening on %s", self.server.url)

@@ -1,4 +1,4 @@
-"""The falcon app: intake routes (when an Intake is given), the stats API, the dashboard at /.
+"""The falcon app: the routes its owner gives (the http spout: its intake), the stats API, the dashboard at /.
 
 Every response is counted by status (`app.counters`, also at /api/v1/http); an
 error the handlers did not foresee is logged with its traceback and answered as
@@ -11,7 +11,7 @@ import html
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import falcon
 
@@ -19,8 +19,7 @@ from analytics.config import Settings
 from analytics.store.base import Store
 from analytics.web.access import COOKIE, OPEN_PATHS, ReadAccess, key_of
 from analytics.web.api import ActiveUserResource, CollectionsResource, GamesResource, StatsResource, TotalUserResource
-from analytics.web.inputs import Masker, read_body
-from analytics.web.intake import EventSaveResource, Intake, PixelResource
+from analytics.web.inputs import read_body
 from analytics.web.live import LiveFeed, LiveResource
 from analytics.web.reports import CohortsResource, FunnelResource, MonetizationResource, TodayResource
 
@@ -168,23 +167,13 @@ class _HttpStats:
         resp.media = self.counters.as_dict()
 
 
-def _mask_dead_letters(intake: Intake, secrets: list[str]) -> None:
-    """Dead letters never hold a key: whatever the intake rejects (handlers and Intake.check) is masked first."""
-    reject = intake.reject
-    if getattr(reject, "masked", False):
-        return
-    mask = Masker(secrets)
-
-    def masked(raw: Any, reason: str) -> None:
-        reject(mask(raw), mask(reason))
-    masked.masked = True  # type: ignore[attr-defined]
-    intake.reject = masked
-
-
-def create_app(settings: Settings, store: Store | None, intake: Intake | None = None,
+def create_app(settings: Settings, store: Store | None, *, routes: Mapping[str, Any] | None = None,
                live: LiveFeed | None = None, clock: Callable[[], float] = time.time) -> AnalyticsApp:
-    """The WSGI app. Without a store there is no stats API or dashboard; without an intake, no intake.
+    """The WSGI app. Without a store there is no stats API or dashboard.
 
+    `routes` (path -> resource) are served as given: the http spout's intake
+    (analytics.web.intake.intake_routes); `analytics serve` gives none, so the
+    intake's paths are 404 there.
     `live` feeds /api/v1/live (its owner closes it); without one the stream is
     refreshed from the store every LiveFeed.refresh_seconds only. `clock` says
     what "today" is to the reports (tests move it). Raises ConfigError for a bad
@@ -198,10 +187,8 @@ def create_app(settings: Settings, store: Store | None, intake: Intake | None = 
     app.req_options.strip_url_path_trailing_slash = True
     app.req_options.keep_blank_qs_values = False
     app.add_route("/healthz", _Health())
-    if intake is not None:
-        _mask_dead_letters(intake, access.secrets() + list(intake.settings.api_keys))
-        app.add_route("/api/v1/event/save", EventSaveResource(intake))
-        app.add_route("/pixel.gif", PixelResource(intake))
+    for path, resource in (routes or {}).items():
+        app.add_route(path, resource)
     if store is not None:
         app.add_route("/api/v1/stats/{collection}", StatsResource(store, settings))
         app.add_route("/api/v1/collections", CollectionsResource())

@@ -19,10 +19,13 @@ from typing import Any, Callable, Mapping
 
 import falcon
 
+from analytics.config import Settings
+from analytics.web.access import ReadAccess
 from analytics.web.events import Accepted, Invalid, Limits, from_query, parse_batch, validate
-from analytics.web.inputs import read_body
+from analytics.web.inputs import Masker, read_body
 
-__all__ = ["Intake", "IntakeSettings", "EventSaveResource", "PixelResource", "PIXEL_GIF", "NO_CACHE"]
+__all__ = ["Intake", "IntakeSettings", "EventSaveResource", "PixelResource", "PIXEL_GIF", "NO_CACHE",
+           "intake_routes"]
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +204,7 @@ class PixelResource:
 
     The API key may come as X-API-Key or as an `api_key` parameter (an <img> cannot
     set headers). Rejections are counted and dead-lettered (keys masked, see
-    analytics.web.app); a full queue is counted as busy (the beacon cannot ask for a retry).
+    intake_routes); a full queue is counted as busy (the beacon cannot ask for a retry).
     """
 
     def __init__(self, intake: Intake) -> None:
@@ -244,3 +247,27 @@ class PixelResource:
         if not intake.put([accepted], source):
             # Not dropped silently: the event waits in the dead letters for a replay.
             intake.reject(accepted.raw, f"busy: {intake.refusal} (beacon; replay from the dead letters)")
+
+
+def _mask_dead_letters(intake: Intake, secrets: list[str]) -> None:
+    """Dead letters never hold a key: whatever the intake rejects (handlers and Intake.check) is masked first."""
+    reject = intake.reject
+    if getattr(reject, "masked", False):
+        return
+    mask = Masker(secrets)
+
+    def masked(raw: Any, reason: str) -> None:
+        reject(mask(raw), mask(reason))
+    masked.masked = True  # type: ignore[attr-defined]
+    intake.reject = masked
+
+
+def intake_routes(intake: Intake, settings: Settings) -> dict[str, Any]:
+    """The intake's routes, for create_app(routes=...): the event save API and the GIF beacon.
+
+    What the intake rejects is dead-lettered with every key masked: the read and API keys of
+    settings' [http] table (ConfigError if they are malformed) and the intake's own API keys.
+    """
+    access = ReadAccess.from_table(settings.extra.get("http", {}))
+    _mask_dead_letters(intake, access.secrets() + list(intake.settings.api_keys))
+    return {"/api/v1/event/save": EventSaveResource(intake), "/pixel.gif": PixelResource(intake)}

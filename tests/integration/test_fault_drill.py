@@ -14,6 +14,8 @@ import time
 
 import pytest
 
+from analytics.service import is_running
+from analytics.testing import wait_until
 from tests.support.drill import (GAME, SPOUTS, cli, dump_store, ok, pid_of,  # shared with test_cluster_drill
                                  replay_all, sample, undisturbed, wait_complete, write_config)
 
@@ -44,9 +46,10 @@ def test_fault_drill_kill_restart_replay_equals_an_undisturbed_run(tmp_path):
                     fh.writelines(part)
             time.sleep(1.5)  # mid-stream: the spouts are reading and the bolts holding unflushed state
             if victim:
-                os.kill(pid_of(live, victim), signal.SIGKILL)
+                pid = pid_of(live, victim)
+                os.kill(pid, signal.SIGKILL)
                 killed.append(victim)
-                time.sleep(0.3)
+                assert wait_until(lambda: not is_running(pid), 10), f"{victim} outlived SIGKILL"
                 out = ok(cli(cfg, "start"))
                 assert f"{victim}: started" in out and "already running" in out, out
         status = cli(cfg, "status")

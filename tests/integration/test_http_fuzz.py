@@ -30,7 +30,8 @@ from gevent.threadpool import ThreadPool
 
 from analytics.config import load_settings
 from analytics.store import open_store
-from analytics.topology import ComponentSpec, LocalRunner, Topology
+from analytics.runners import LocalRunner
+from analytics.topology import ComponentSpec, Topology
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(180)]
 

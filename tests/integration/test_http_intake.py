@@ -10,9 +10,10 @@ from gevent.threadpool import ThreadPool
 
 from analytics.config import load_settings
 from analytics.store import open_store
-from analytics.topology import ComponentSpec, LocalRunner, Topology
+from analytics.runners import LocalRunner
+from analytics.topology import ComponentSpec, Topology
 from analytics.web.app import create_app
-from analytics.web.intake import Intake, IntakeSettings
+from analytics.web.intake import Intake, IntakeSettings, intake_routes
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(60)]
 
@@ -155,7 +156,8 @@ def test_a_full_queue_answers_503_with_retry_after(tmp_path):
     from falcon import testing
     rejected = []
     intake = Intake(IntakeSettings(queue_size=2, retry_after=3), reject=lambda raw, why: rejected.append(why))
-    client = testing.TestClient(create_app(load_settings(env={}), None, intake))
+    settings = load_settings(env={})
+    client = testing.TestClient(create_app(settings, None, routes=intake_routes(intake, settings)))
     for uid in ("a", "b"):
         assert client.simulate_post("/api/v1/event/save", json=dict(EV, uid=uid)).status_code == 200
     r = client.simulate_post("/api/v1/event/save", json=dict(EV, uid="c"))

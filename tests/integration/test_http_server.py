@@ -20,7 +20,7 @@ from gevent.threadpool import ThreadPool
 from analytics.config import ConfigError, load_settings
 from analytics.store import open_store
 from analytics.web.app import create_app
-from analytics.web.intake import Intake, IntakeSettings
+from analytics.web.intake import Intake, IntakeSettings, intake_routes
 from analytics.web.server import WebServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(55)]
@@ -45,7 +45,7 @@ def served(tmp_path):
     store = open_store(f"sqlite:///{tmp_path / 's.db'}")
     store.setup()
     intake = Intake(IntakeSettings.from_table(settings.extra["http"]))
-    server = WebServer(create_app(settings, store, intake), "127.0.0.1", 0)
+    server = WebServer(create_app(settings, store, routes=intake_routes(intake, settings)), "127.0.0.1", 0)
     server.idle_timeout = 1.0
     server.start()
     yield server, intake

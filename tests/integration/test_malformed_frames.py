@@ -18,7 +18,8 @@ import zmq
 from analytics.config import BrokerSettings, GameSettings, load_settings
 from analytics.processes import free_port
 from analytics.store import open_store
-from analytics.topology import LocalRunner, default_topology
+from analytics.runners import LocalRunner
+from analytics.topology import default_topology
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(55)]
 

@@ -245,6 +245,13 @@ class FakeService:
         self.server.server_close()
 
 
+def polled(sink: Sink, svc: FakeService, times: int = 1) -> None:
+    """Wait until the spout has asked the service `times` more times after a whole answer: what the
+    answers before made it emit has arrived (receiving meanwhile), so the test can count it."""
+    n = len(svc.requests)
+    sink.collect(lambda: len(svc.requests) > n + times)
+
+
 HTTP_FAST = dict(poll_seconds=0.05, backoff_initial=0.05, backoff_max=0.2, timeout=2.0, state_interval=0.0)
 
 
@@ -288,7 +295,7 @@ def test_gamelog_http_pages_with_a_cursor_survives_an_outage_and_resumes(setting
             spout2 = GamelogSpout(sink.context(settings), http=svc.url, game="dl", limit=500, **HTTP_FAST)
             g2 = sink.start(spout2)
             sink.collect(lambda: len(sink.tuples) >= 10)
-            gevent.sleep(0.2)
+            polled(sink, svc)                                   # asked again: nothing emitted twice
             sink.stop(spout2, g2)
             assert sorted(t.id for t in sink.tuples) == sorted(record_id(canonical(r), "dl") for r in records[1500:])
             # what came over HTTP is in the disk log, one canonical line per record
@@ -332,7 +339,7 @@ def test_payment_http_time_cursor_day_rollover_requery_and_signature(settings):
                                  requery_delay=600, **HTTP_FAST)
             g = sink.start(spout)
             sink.collect(lambda: len(sink.tuples) >= 1)
-            gevent.sleep(0.2)
+            polled(sink, svc, times=2)
             assert svc.requests[0] == {"game": "dl", "start": str(DAY), "end": str(DAY + 86400 - 60)}
             assert len(sink.tuples) == 1  # polled again and again, the same report is not re-emitted
 
@@ -342,7 +349,7 @@ def test_payment_http_time_cursor_day_rollover_requery_and_signature(settings):
             clock.now = DAY + 86400 + 30
             sink.collect(lambda: len(sink.tuples) >= 3)
             n = len(svc.requests)
-            gevent.sleep(0.2)
+            polled(sink, svc)
             later = svc.requests[n:]
             assert later and all(r["start"] == str(DAY + 86400) for r in later)  # the cursor moved to the new day
 
@@ -357,7 +364,7 @@ def test_payment_http_time_cursor_day_rollover_requery_and_signature(settings):
             mode["sign"] = "bad"
             sink.collect(lambda: spout.health["state"] == "degraded")
             assert spout.health["reason"].startswith("signature: ")
-            gevent.sleep(0.2)
+            polled(sink, svc)
             assert len(sink.tuples) == 4
             mode["sign"] = "good"
             sink.collect(lambda: len(sink.tuples) >= 5)
@@ -369,7 +376,7 @@ def test_payment_http_time_cursor_day_rollover_requery_and_signature(settings):
             mode["down"] = False
             sink.collect(lambda: len(sink.tuples) >= 6)
             sink.collect(lambda: spout.health["state"] == "ok")
-            gevent.sleep(0.2)
+            polled(sink, svc)
             sink.stop(spout, g)
 
         want = [r for rs in service.values() for r in rs]
@@ -397,7 +404,7 @@ def test_syncuser_http_since_cursor_is_inclusive_without_duplicates(settings):
             users.append({**base, "uid": "late", "ts": 1423213004})   # same second as the last seen
             users.append({**base, "uid": "next", "ts": 1423213009})
             sink.collect(lambda: len(sink.tuples) >= 12)
-            gevent.sleep(0.2)
+            polled(sink, svc)
             sink.stop(spout, g)
         assert svc.requests[0]["since"] == "0"
         assert sorted(t.body["uid"] for t in sink.tuples) == sorted(u["uid"] for u in users)

@@ -11,8 +11,10 @@ import gevent
 import pytest
 
 from analytics.config import load_settings
+from analytics.runners import LocalRunner
 from analytics.store import open_store
-from analytics.topology import ComponentSpec, LocalRunner, Topology
+from analytics.testing import wait_until
+from analytics.topology import ComponentSpec, Topology
 from analytics.transport import SharedSubscriber
 from tests.mongo_server import SecantusServer
 
@@ -21,14 +23,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(120
 TOYS = "tests.support.toys"
 COUNT = 9000
 FLUSH_EVERY = 500
-
-
-def _wait(what, timeout: float) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if what():
-            return
-        gevent.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s")
 
 
 def test_a_database_outage_buffers_within_its_bound_backpressures_and_catches_up(tmp_path):
@@ -43,9 +37,9 @@ def test_a_database_outage_buffers_within_its_bound_backpressures_and_catches_up
         runner = LocalRunner(topo, settings, store=store).start()
         try:
             spout, bolt = runner.components["src"], runner.components["storesum"]
-            _wait(lambda: bolt.counters.flushes >= 2, 30)
+            assert wait_until(lambda: bolt.counters.flushes >= 2, 30), "no flush before the outage"
             server.stop()                                     # the database goes away mid-run
-            _wait(lambda: bolt.health["state"] == "degraded", 10)
+            assert wait_until(lambda: bolt.health["state"] == "degraded", 10), "not degraded by the outage"
             gevent.sleep(2.0)
             emitted = sum(spout.counters.emitted.values())
             received = sum(bolt.counters.received.values())

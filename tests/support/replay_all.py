@@ -20,7 +20,8 @@ from typing import Any, Mapping
 from analytics.app import replay, source_spec
 from analytics.config import GameSettings, Settings, load_settings
 from analytics.processes import free_port
-from analytics.topology import ComponentSpec, DrainReport
+from analytics.runners import DrainReport
+from analytics.topology import ComponentSpec
 
 __all__ = ["settings_of", "specs_of", "replay_all"]
 

@@ -16,10 +16,12 @@ from analytics.component import Bolt, Context
 from analytics.disklog import DiskLog, GroupCommitLog
 from analytics.store import open_store
 from analytics.store.base import Batch, MemberKey
-from analytics.topology import ComponentSpec, LocalRunner, Topology
+from analytics.testing import wait_until
+from analytics.runners import LocalRunner
+from analytics.topology import ComponentSpec, Topology
 from analytics.tuples import Tuple
 from analytics.web.app import create_app
-from analytics.web.intake import Intake, IntakeSettings
+from analytics.web.intake import Intake, IntakeSettings, intake_routes
 from bolts.active import ActiveDayBolt
 
 pytestmark = pytest.mark.timeout(30)
@@ -31,7 +33,8 @@ EV = {"game": "dl", "area": "a1", "plat": "1", "uid": "u1", "ts": TS, "code": "l
 def _client(log_dir: Path) -> tuple[testing.TestClient, GroupCommitLog, Intake]:
     log = GroupCommitLog(DiskLog(log_dir, "http"), commit_ms=1)
     intake = Intake(IntakeSettings(retry_after=2), log=log.append)
-    return testing.TestClient(create_app(load_settings(env={}), None, intake)), log, intake
+    settings = load_settings(env={})
+    return testing.TestClient(create_app(settings, None, routes=intake_routes(intake, settings))), log, intake
 
 
 def test_an_event_is_answered_200_only_once_it_is_in_the_flushed_log(tmp_path):
@@ -141,9 +144,7 @@ def test_a_runner_names_a_component_that_died(tmp_path):
     store = open_store(f"sqlite:///{tmp_path / 's.db'}")
     runner = LocalRunner(topology, settings, store=store).start()
     try:
-        deadline = time.monotonic() + 10
-        while not runner.failures() and time.monotonic() < deadline:
-            gevent.sleep(0.05)
+        wait_until(runner.failures, 10)
         assert runner.failures() == ["broken: RuntimeError('a bug outside every hook')"]
     finally:
         runner.stop(timeout=5)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from analytics.cli import build_parser
-from analytics.schema import markdown
+from analytics.schema import all_collections, markdown, write_tables
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
@@ -18,7 +18,27 @@ def test_the_schema_doc_matches_the_catalogue():
     text = (ROOT / "docs" / "schema.md").read_text()
     section = re.search(r"<!-- schema:begin -->\n(.*)<!-- schema:end -->", text, re.S)
     assert section, "docs/schema.md lacks the schema markers"
-    assert section.group(1) == markdown(), "docs/schema.md is stale: run `python -m analytics.schema` and paste"
+    assert section.group(1) == markdown(), "docs/schema.md is stale: run `python -m analytics.schema --write docs/schema.md`"
+    assert set(re.findall(r"^#### `(\w+)`$", section.group(1), re.M)) == set(all_collections())
+
+
+def test_the_schema_writer_leaves_a_current_doc_as_it_is(tmp_path):
+    copy = tmp_path / "schema.md"
+    copy.write_text((ROOT / "docs" / "schema.md").read_text())
+    assert write_tables(str(copy)) is False and copy.read_text() == (ROOT / "docs" / "schema.md").read_text()
+    copy.write_text("before\n<!-- schema:begin -->\nold\n<!-- schema:end -->\nafter\n")
+    assert write_tables(str(copy)) is True
+    assert copy.read_text() == f"before\n<!-- schema:begin -->\n{markdown()}<!-- schema:end -->\nafter\n"
+
+
+@pytest.mark.parametrize("doc", ["collections.md", "timers.md"])
+def test_the_collection_docs_name_only_collections_that_are_stored(doc):
+    """The prose about single collections (### name, or ### a / b / c) names collections of the catalogue;
+    their keys and fields are only in docs/schema.md, generated from it."""
+    text = (ROOT / "docs" / doc).read_text()
+    section = text.split("\n## Collections\n", 1)[1].split("\n## ", 1)[0]
+    named = {n.strip() for h in re.findall(r"^### (.+)$", section, re.M) for n in h.split("/")}
+    assert named and named <= set(all_collections()), f"docs/{doc} describes {sorted(named - set(all_collections()))}"
 
 
 def test_the_readme_is_read_in_five_minutes():

@@ -7,7 +7,8 @@ import pytest
 from analytics.config import load_settings
 from analytics.store import open_store
 from analytics.testing import wait_until
-from analytics.topology import ComponentSpec, LocalRunner, Topology, TopologyError
+from analytics.runners import LocalRunner
+from analytics.topology import ComponentSpec, Topology, TopologyError
 
 TOYS = "tests.support.toys"
 
@@ -216,7 +217,7 @@ def test_the_bolts_of_a_process_decode_each_frame_once(settings, monkeypatch):
 
 def test_a_shared_subscription_routes_frames_by_topic_and_partition(settings):
     from analytics.broker import Broker
-    from analytics.transport import Publisher, SharedSubscriber, new_context
+    from analytics.transport import Publisher, SharedSubscriber, new_context, subscription_prefixes
     zctx = new_context()
     broker = Broker(zctx, "inproc://r", "inproc://s", expected=["all", "p1"]).start()
     hub = SharedSubscriber(zctx, "inproc://s")
@@ -244,7 +245,9 @@ def test_a_shared_subscription_routes_frames_by_topic_and_partition(settings):
         assert got(everything) == [("D", "toy.a", "000"), ("D", "toy.a", "001"), ("D", "toy.a", "002"),
                                    ("D", "toy.b", "001"), ("B", "toy.a", "*")]
         only_p1.set_partitions({2})
-        gevent.sleep(0.1)  # the new subscription reaches the broker
+        # the new subscription (and the end of the old one) reaches the broker
+        p1, p2 = (set(subscription_prefixes("toy.a", {p})) - {b"toy.a\x00*"} for p in (1, 2))
+        assert wait_until(lambda: p2 <= broker.subscriptions.keys() and not p1 & broker.subscriptions.keys(), 5)
         for p in (1, 2):
             sent(p)
         assert got(only_p1) == [("D", "toy.a", "002")]

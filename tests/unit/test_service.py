@@ -36,6 +36,28 @@ def test_example_configs_load_and_plan(path):
         assert names[0] == "broker" and {"gamelog", "loginday", "paytraceday"} <= set(names)
 
 
+def test_the_three_host_layout_runs_every_registered_component_exactly_once():
+    """A component the registry adds runs on one host of the layout, never silently on none or on two."""
+    from analytics.topology import DEFAULT_COMPONENTS
+    hosts: dict[str, list[str]] = {}
+    for path in sorted((REPO / "deploy" / "config" / "three-host").glob("*.toml")):
+        for name in {p.name.split("#")[0] for p in plan(load_settings(path, env={}))}:
+            hosts.setdefault(name, []).append(path.name)
+    wanted = ["broker"] + [name for name, _ in DEFAULT_COMPONENTS]
+    assert {n: hosts.get(n, []) for n in wanted if len(hosts.get(n, [])) != 1} == {}, "not on exactly one host"
+    assert set(hosts) == set(wanted)
+
+
+def test_service_roles_select_components_by_role(tmp_path):
+    cfg = tmp_path / "a.toml"
+    cfg.write_text('[service]\nbroker = false\nroles = ["spout"]\ncomponents = ["loginday"]\n')
+    assert [p.name for p in plan(load_settings(cfg, env={}))] == ["loginday", "gamelog", "payment", "syncuser",
+                                                                    "http"]
+    cfg.write_text('[service]\nroles = ["bolts"]\n')
+    with pytest.raises(ConfigError, match="roles must be a list of 'bolt', 'spout'"):
+        plan(load_settings(cfg, env={}))
+
+
 def test_every_setting_in_the_examples_is_commented():
     for path in CONFIGS:
         lines = path.read_text().splitlines()

@@ -3,6 +3,7 @@ dashboard (whose cookie carries the key for fetch() and EventSource); /healthz s
 address needs read keys; the shipped configurations start."""
 from __future__ import annotations
 
+import ast
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from analytics.config import ConfigError, load_settings
 from analytics.store import open_store
 from analytics.web.access import COOKIE, ReadAccess, is_loopback
 from analytics.web.app import create_app
-from analytics.web.intake import Intake, IntakeSettings
+from analytics.web.intake import Intake, IntakeSettings, intake_routes
 from analytics.web.live import LiveFeed
 
 pytestmark = pytest.mark.timeout(30)
@@ -45,7 +46,7 @@ def web(tmp_path):
     store = open_store(f"sqlite:///{tmp_path / 's.db'}")
     store.setup()
     intake = Intake(IntakeSettings.from_table(settings.extra["http"]))
-    app = create_app(settings, store, intake, live=_NoLive(store, settings))
+    app = create_app(settings, store, routes=intake_routes(intake, settings), live=_NoLive(store, settings))
     yield falcon.testing.TestClient(app), app, intake
     store.close()
 
@@ -115,6 +116,25 @@ def test_without_read_keys_reads_stay_open_on_loopback(tmp_path):
         assert client.simulate_get("/").status_code == 200
     finally:
         store.close()
+
+
+def test_the_intake_is_served_only_where_its_routes_are_given(tmp_path):
+    """`analytics serve` gives create_app no routes: the intake's paths are 404 there; the http spout gives them."""
+    settings = load_settings(env={}, data_dir=str(tmp_path / "data"))
+    store = open_store(f"sqlite:///{tmp_path / 's.db'}")
+    try:
+        client = falcon.testing.TestClient(create_app(settings, store))
+        assert client.simulate_post("/api/v1/event/save", json=EV).status_code == 404
+        assert client.simulate_get("/pixel.gif", params=EV).status_code == 404
+        intake = Intake(IntakeSettings())
+        client = falcon.testing.TestClient(create_app(settings, store, routes=intake_routes(intake, settings)))
+        assert client.simulate_post("/api/v1/event/save", json=EV).status_code == 200
+        assert client.simulate_get("/pixel.gif", params=EV).status_code == 200 and intake.accepted == {"": 2}
+    finally:
+        store.close()
+    tree = ast.parse((REPO / "analytics" / "web" / "app.py").read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert "analytics.web.intake" not in imported  # the app knows no intake; its owner brings it
 
 
 @pytest.mark.parametrize("host, loopback", [("127.0.0.1", True), ("127.0.0.2", True), ("localhost", True),

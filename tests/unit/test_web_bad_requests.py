@@ -14,7 +14,7 @@ import pytest
 from analytics.config import load_settings
 from analytics.store import open_store
 from analytics.web.app import create_app
-from analytics.web.intake import Intake, IntakeSettings
+from analytics.web.intake import Intake, IntakeSettings, intake_routes
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -32,7 +32,7 @@ def web(tmp_path):
     store.setup()
     letters: list[tuple[object, str]] = []
     intake = Intake(IntakeSettings.from_table(settings.extra["http"]), reject=lambda raw, why: letters.append((raw, why)))
-    app = create_app(settings, store, intake)
+    app = create_app(settings, store, routes=intake_routes(intake, settings))
     yield falcon.testing.TestClient(app, headers={"X-API-Key": READ}), app, intake, letters
     store.close()
 
