@@ -16,6 +16,7 @@ import gevent.event
 from analytics.config import Settings
 from analytics.store import open_store
 from analytics.topology import ComponentSpec, DEFAULT_COMPONENTS, DrainReport, LocalRunner, Topology, default_topology
+from analytics.transport import check_broker
 
 __all__ = ["replay", "replay_settings", "run_forever", "source_spec", "SOURCES", "REPLAY_FLUSH"]
 
@@ -146,6 +147,7 @@ def run_forever(settings: Settings, only: Iterable[str] | None = None) -> int:
     that its supervisor restarts it; checkpoints make the restart exact.
     """
     topology = default_topology(settings, only)
+    check_broker(settings.broker)  # it binds the tcp endpoints for feeders outside this process
     store = open_store(settings.store, dedupe_horizon_days=settings.dedupe_horizon_days)
     runner = LocalRunner(topology, settings, store=store, listen=True).start()
     stop = gevent.event.Event()

@@ -53,6 +53,13 @@ class BrokerSettings:
     linger_ms: int = 20
     #: Forward nothing until every expected subscriber has said it is ready.
     wait_for_subscribers: bool = True
+    #: Directory of CURVE keys (`analytics keys DIR`; docs/cluster.md says which file goes to which
+    #: host). Set, every tcp socket of the topology is encrypted and the broker takes only clients
+    #: whose public key (a *.key file) is in it; "" leaves tcp in the clear.
+    curve_keys: str = ""
+    #: Let the broker bind a non-loopback address without curve_keys: whoever reaches the port can
+    #: then push tuples (a forged payment is counted). Only for a network you trust, on purpose.
+    insecure: bool = False
 
 
 @dataclass
@@ -181,4 +188,8 @@ def load_settings(path: str | os.PathLike | None = None,
         raise ConfigError(f"workers must be an integer >= 0, not {settings.workers!r}")
     if settings.partitions < 1:
         raise ConfigError(f"partitions must be >= 1, not {settings.partitions}")
+    if not isinstance(settings.broker.curve_keys, str):
+        raise ConfigError(f"[broker] curve_keys must be a directory path, not {settings.broker.curve_keys!r}")
+    if not isinstance(settings.broker.insecure, bool):
+        raise ConfigError(f"[broker] insecure must be true or false, not {settings.broker.insecure!r}")
     return settings

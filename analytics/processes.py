@@ -85,7 +85,7 @@ class ProcessRunner:
         from analytics.transport import new_context
         self._spawn("broker", ["broker", "--expect",
                                ",".join(self.topology.bolts + ([COORDINATOR] if self.coordinate else []))])
-        self._zmq = new_context()
+        self._zmq = new_context(self.settings)
         if self.coordinate:
             self.coordinator = Coordinator(self._zmq, self.sender, self.topology, hwm=self.settings.broker.hwm)
         workers = self.settings.workers
@@ -197,12 +197,15 @@ def main(argv: list[str] | None = None) -> int:
     monkey.patch_all()
     import gevent
 
+    from dataclasses import replace
+
     from analytics.broker import Broker
     from analytics.component import Bolt, Context
+    from analytics.config import ConfigError
     from analytics.logs import setup_logging
     from analytics.store import open_store
     from analytics.topology import COORDINATOR, Topology, default_topology, shared_subscription
-    from analytics.transport import new_context
+    from analytics.transport import check_broker, new_context
 
     args = _parse_args(argv)
     names = args.name.split(",") if args.kind == "component" else []
@@ -226,7 +229,19 @@ def main(argv: list[str] | None = None) -> int:
     cluster_opts = settings.extra.get("cluster", {}) if isinstance(settings.extra.get("cluster", {}), dict) else {}
     discover = bool(settings.etcd) and (bool(cluster_opts.get("discover", False))
                                          or not (settings.broker.receiver and settings.broker.sender))
-    zctx = new_context()
+    zctx = new_context(settings)
+    try:  # a missing key file or a bind in the clear: one line and exit 2, not a traceback
+        if zctx.keys is not None and args.kind == "broker":
+            zctx.keys.server()
+        elif zctx.keys is not None:
+            zctx.keys.client()
+        if args.kind == "broker":
+            check_broker(replace(settings.broker, receiver=args.receiver or settings.broker.receiver,
+                                 sender=args.sender or settings.broker.sender))
+    except ConfigError as exc:
+        log.error("%s: %s", label, exc)
+        zctx.destroy(linger=0)
+        return 2
     if args.kind == "broker":
         b = settings.broker
         expected = args.expect if args.expect is not None else \
@@ -259,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         if registration is not None:
             registration.stop()
         log.info("broker stopped: %s", broker.stats())
+        zctx.destroy(linger=0)  # and its ZAP handler
         return 0
     if topology is None:
         topology = Topology.from_json(spec["topology"])
