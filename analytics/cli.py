@@ -416,6 +416,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
                           "[http] port chooses another)") from None
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    """Write CURVE key pairs for [broker] curve_keys and say which file goes to which host."""
+    from analytics.transport import create_keys
+    files = create_keys(args.dir, force=args.force, client_only=args.client_only)
+    print("\n".join(f"wrote {f}" for f in files))
+    d = Path(args.dir)
+    if args.client_only:
+        print(f"this host: set [broker] curve_keys = \"{d}\" and copy broker.key from the broker host into {d}; "
+              f"on the broker host, copy this client.key into its curve_keys as <this host>.key and restart "
+              f"the broker")
+    else:
+        print(f"broker host: {d} as it is (broker.key_secret stays there; every *.key in it is a client "
+              f"allowed in)\nother hosts: broker.key, client.key and client.key_secret (secret: mode 0600); "
+              f"set [broker] curve_keys to their directory on every host (docs/cluster.md)")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="analytics", description="Real-time game analytics: spouts -> broker -> bolts -> store.")
     ap.add_argument("--config", help="TOML configuration file (default: $ANALYTICS_CONFIG)")
@@ -492,6 +509,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="listen port, 0 for any free one (default: [http] port or 8600)")
     p.add_argument("--store")
 
+    p = add("keys", cmd_keys, "write the broker's and a client's CURVE key pairs into DIR for [broker] curve_keys "
+                              "(secret files mode 0600; docs/cluster.md says which file goes to which host)")
+    p.add_argument("dir", metavar="DIR", help="directory to write broker.key, broker.key_secret, client.key and "
+                                              "client.key_secret into (created if missing)")
+    p.add_argument("--client-only", action="store_true",
+                   help="only a client pair (a host of its own key: its client.key goes to the broker's DIR)")
+    p.add_argument("--force", action="store_true", help="replace existing key files (hosts holding the old "
+                                                        "keys are locked out until they get the new ones)")
+
     p = add("status", cmd_status, "show the live topology from etcd (or, without etcd, this host's pid files); "
                                   "exit 1 if a node is failing or missing")
     p.add_argument("components", nargs="*", metavar="COMPONENT", help="pid-file view: only these")
@@ -531,7 +557,7 @@ def main(argv: list[str] | None = None) -> int:
         # interpreter's own flush at exit does not fail again on what is still buffered.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_PIPE
-    except (ConfigError, QueryError, TopologyError, FileNotFoundError, ValueError) as exc:
+    except (ConfigError, QueryError, TopologyError, FileNotFoundError, FileExistsError, ValueError) as exc:
         error, code, msg = exc, EXIT_USAGE, str(exc)
     except StoreUnavailable as exc:
         error, code, msg = exc, EXIT_UNAVAILABLE, brief(str(exc))
