@@ -70,12 +70,13 @@ def check_store_url(url: str, *, must_exist: bool = False) -> None:
     commands, which never create a store) a file that is not there are a store that
     cannot be reached (exit 3).
     """
-    from analytics.config import ConfigError
+    from analytics.config import ConfigError, redact
     from analytics.store import BACKENDS
     from analytics.store.base import StoreUnavailable
     scheme = urlsplit(url).scheme.lower()
     if scheme not in BACKENDS:
-        raise ConfigError(f"unknown store URL {url!r}: known schemes are {', '.join(s + '://' for s in BACKENDS)}")
+        raise ConfigError(redact(f"unknown store URL {url!r}: known schemes are "
+                                 f"{', '.join(s + '://' for s in BACKENDS)}"))
     path = sqlite_path(url)
     if path is None or not str(path):
         return
@@ -379,11 +380,12 @@ def cmd_restart(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from analytics.cluster import status
+    from analytics.config import redact
     settings = _settings(args)
     if not settings.etcd or args.local:
         from analytics.service import local_status
         text, code = local_status(settings, args.components or None, as_json=args.json)
-        print(text)
+        print(redact(text))
         return code
     if args.expect:
         expected = args.expect.split(",")
@@ -391,7 +393,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         from analytics.service import started_here
         expected = started_here(settings, args.components or None)
     text, code = status(settings, expected=expected, as_json=args.json)
-    print(text)
+    print(redact(text))
     return code
 
 
@@ -543,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.log_level is None:  # the topology says what it does; the other commands print their own lines
         args.log_level = os.environ.get("ANALYTICS_LOG_LEVEL") or (
             "INFO" if args.command == "run" else "WARNING")
-    from analytics.config import ConfigError
+    from analytics.config import ConfigError, redact
     from analytics.store.base import QueryError, StoreError, StoreUnavailable
     from analytics.topology import TopologyError
     try:
@@ -568,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
         error, code, msg = exc, EXIT_PROBLEM, str(exc)
     if os.environ.get("ANALYTICS_DEBUG"):
         raise error  # the whole message and the traceback
-    print(brief(f"error: {msg}"), file=sys.stderr)
+    print(brief(redact(f"error: {msg}")), file=sys.stderr)  # a store URL's password stays out of it
     return code
 
 
