@@ -172,8 +172,12 @@ def is_loopback(endpoint: str) -> bool:
 def check_bind(endpoint: str, broker: BrokerSettings) -> None:
     """Refuse a broker endpoint that anyone on the network could push forged tuples to:
     a non-loopback tcp address without curve_keys, unless insecure = true."""
-    if endpoint.startswith("tcp://") and not broker.curve_keys and not broker.insecure \
-            and not is_loopback(endpoint):
+    if not endpoint.startswith("tcp://") or broker.curve_keys or is_loopback(endpoint):
+        return
+    if broker.insecure:
+        log.warning("broker: binding %s in the clear ([broker] insecure = true): whoever reaches it can push "
+                    "tuples", endpoint)
+    else:
         raise ConfigError(f"[broker] refusing to bind {endpoint} in the clear: anyone who reaches it can push "
                           f"tuples; set curve_keys (`analytics keys DIR`, docs/cluster.md), bind 127.0.0.1, "
                           f"or set insecure = true on a network you trust")
