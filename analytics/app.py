@@ -13,10 +13,11 @@ from typing import Any, Iterable
 import gevent
 import gevent.event
 
-from analytics.config import Settings
+from analytics.config import Settings, redact
 from analytics.store import open_store
 from analytics.runners import DrainReport, LocalRunner
 from analytics.topology import ComponentSpec, DEFAULT_COMPONENTS, Topology, default_topology
+from analytics.transport import check_broker
 
 __all__ = ["replay", "replay_settings", "run_forever", "source_spec", "SOURCES", "REPLAY_FLUSH"]
 
@@ -120,7 +121,7 @@ def serving(runner: LocalRunner, settings: Settings, wait: float = 10.0) -> list
     """What a running topology serves and where (what `analytics run` prints once it is up)."""
     topology = runner.topology
     b = settings.broker
-    lines = [f"{len(topology.spouts)} spouts, {len(topology.bolts)} bolts in this process; store {settings.store}",
+    lines = [f"{len(topology.spouts)} spouts, {len(topology.bolts)} bolts in this process; store {redact(settings.store)}",
              f"broker: feed tuples to {b.receiver} (bin/read_stdin_gamelog), subscribe at {b.sender}"]
     for name in topology.spouts:
         spout = runner.components.get(name)
@@ -147,13 +148,14 @@ def run_forever(settings: Settings, only: Iterable[str] | None = None) -> int:
     that its supervisor restarts it; checkpoints make the restart exact.
     """
     topology = default_topology(settings, only)
+    check_broker(settings.broker)  # it binds the tcp endpoints for feeders outside this process
     store = open_store(settings.store, dedupe_horizon_days=settings.dedupe_horizon_days)
     runner = LocalRunner(topology, settings, store=store, listen=True).start()
     stop = gevent.event.Event()
     gevent.signal_handler(signal.SIGTERM, stop.set)
     gevent.signal_handler(signal.SIGINT, stop.set)
     log.info("topology running: %d spouts, %d bolts, store %s", len(topology.spouts), len(topology.bolts),
-             settings.store)
+             redact(settings.store))
     for line in serving(runner, settings):
         print(f"analytics run: {line}", file=sys.stderr, flush=True)
     failed: list[str] = []

@@ -14,6 +14,9 @@ Nothing is dropped silently:
 * A malformed message (wrong number of frames, a bad topic key or header, from a
   foreign or forged peer) is counted, dead-lettered and dropped: it never stops the
   broker. Payloads are not decoded here; the receiving bolt checks them.
+* Nobody else pushes at all when the context has curve_keys: both sockets are CURVE
+  servers on tcp and a client whose key is not in the directory is refused during the
+  handshake (transport.secure); without keys only loopback is bound, unless insecure.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ import gevent.event
 import zmq.green as zmq
 
 from analytics.deadletter import DeadLetters
-from analytics.transport import DATA, READY_PREFIX, Malformed, parse_head
+from analytics.transport import DATA, READY_PREFIX, Malformed, parse_head, secure
 
 __all__ = ["Broker"]
 
@@ -53,6 +56,7 @@ class Broker:
         self.dead_letters = dead_letters
         self.malformed = 0
         self.hold_when_missing = hold_when_missing
+        self.ctx = ctx
         self.receiver = ctx.socket(zmq.PULL)
         self.receiver.setsockopt(zmq.RCVHWM, hwm)
         self.receiver.setsockopt(zmq.LINGER, 0)
@@ -79,6 +83,7 @@ class Broker:
 
     @staticmethod
     def _bind(sock: zmq.Socket, endpoint: str) -> str:
+        secure(sock, endpoint, server=True)
         if endpoint.startswith("tcp://") and endpoint.endswith(":0"):
             port = sock.bind_to_random_port(endpoint.rsplit(":", 1)[0])
             return f"{endpoint.rsplit(':', 1)[0]}:{port}"
@@ -208,5 +213,6 @@ class Broker:
         """Counters for status reporting and the transfer-count check."""
         return {"received": dict(self.received), "sent": dict(self.sent), "unrouted": dict(self.unrouted),
                 "frames_in": self.frames_in, "frames_out": self.frames_out, "malformed": self.malformed,
+                "refused": getattr(self.ctx, "refused", 0),
                 "blocked_seconds": round(self.blocked_seconds, 3),
                 "ready": {k: v for k, v in self.ready.items() if v > 0}, "missing": sorted(self.missing())}

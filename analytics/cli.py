@@ -70,12 +70,13 @@ def check_store_url(url: str, *, must_exist: bool = False) -> None:
     commands, which never create a store) a file that is not there are a store that
     cannot be reached (exit 3).
     """
-    from analytics.config import ConfigError
+    from analytics.config import ConfigError, redact
     from analytics.store import BACKENDS
     from analytics.store.base import StoreUnavailable
     scheme = urlsplit(url).scheme.lower()
     if scheme not in BACKENDS:
-        raise ConfigError(f"unknown store URL {url!r}: known schemes are {', '.join(s + '://' for s in BACKENDS)}")
+        raise ConfigError(redact(f"unknown store URL {url!r}: known schemes are "
+                                 f"{', '.join(s + '://' for s in BACKENDS)}"))
     path = sqlite_path(url)
     if path is None or not str(path):
         return
@@ -379,11 +380,12 @@ def cmd_restart(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from analytics.cluster import status
+    from analytics.config import redact
     settings = _settings(args)
     if not settings.etcd or args.local:
         from analytics.service import local_status
         text, code = local_status(settings, args.components or None, as_json=args.json)
-        print(text)
+        print(redact(text))
         return code
     if args.expect:
         expected = args.expect.split(",")
@@ -391,7 +393,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         from analytics.service import started_here
         expected = started_here(settings, args.components or None)
     text, code = status(settings, expected=expected, as_json=args.json)
-    print(text)
+    print(redact(text))
     return code
 
 
@@ -417,6 +419,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
         where = f"{args.host or http.get('host', '127.0.0.1')}:{port}"
         raise ConfigError(f"cannot listen on {where}: {exc.strerror} (another server there? --port or "
                           "[http] port chooses another)") from None
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    """Write CURVE key pairs for [broker] curve_keys and say which file goes to which host."""
+    from analytics.transport import create_keys
+    files = create_keys(args.dir, force=args.force, client_only=args.client_only)
+    print("\n".join(f"wrote {f}" for f in files))
+    d = Path(args.dir)
+    if args.client_only:
+        print(f"this host: set [broker] curve_keys = \"{d}\" and copy broker.key from the broker host into {d}; "
+              f"on the broker host, copy this client.key into its curve_keys as <this host>.key and restart "
+              f"the broker")
+    else:
+        print(f"broker host: {d} as it is (broker.key_secret stays there; every *.key in it is a client "
+              f"allowed in)\nother hosts: broker.key, client.key and client.key_secret (secret: mode 0600); "
+              f"set [broker] curve_keys to their directory on every host (docs/cluster.md)")
+    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -495,6 +514,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="listen port, 0 for any free one (default: [http] port or 8600)")
     p.add_argument("--store")
 
+    p = add("keys", cmd_keys, "write the broker's and a client's CURVE key pairs into DIR for [broker] curve_keys "
+                              "(secret files mode 0600; docs/cluster.md says which file goes to which host)")
+    p.add_argument("dir", metavar="DIR", help="directory to write broker.key, broker.key_secret, client.key and "
+                                              "client.key_secret into (created if missing)")
+    p.add_argument("--client-only", action="store_true",
+                   help="only a client pair (a host of its own key: its client.key goes to the broker's DIR)")
+    p.add_argument("--force", action="store_true", help="replace existing key files (hosts holding the old "
+                                                        "keys are locked out until they get the new ones)")
+
     p = add("status", cmd_status, "show the live topology from etcd (or, without etcd, this host's pid files); "
                                   "exit 1 if a node is failing or missing")
     p.add_argument("components", nargs="*", metavar="COMPONENT", help="pid-file view: only these")
@@ -520,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.log_level is None:  # the topology says what it does; the other commands print their own lines
         args.log_level = os.environ.get("ANALYTICS_LOG_LEVEL") or (
             "INFO" if args.command == "run" else "WARNING")
-    from analytics.config import ConfigError
+    from analytics.config import ConfigError, redact
     from analytics.store.base import QueryError, StoreError, StoreUnavailable
     from analytics.topology import TopologyError
     try:
@@ -534,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
         # interpreter's own flush at exit does not fail again on what is still buffered.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_PIPE
-    except (ConfigError, QueryError, TopologyError, FileNotFoundError, ValueError) as exc:
+    except (ConfigError, QueryError, TopologyError, FileNotFoundError, FileExistsError, ValueError) as exc:
         error, code, msg = exc, EXIT_USAGE, str(exc)
     except StoreUnavailable as exc:
         error, code, msg = exc, EXIT_UNAVAILABLE, brief(str(exc))
@@ -545,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
         error, code, msg = exc, EXIT_PROBLEM, str(exc)
     if os.environ.get("ANALYTICS_DEBUG"):
         raise error  # the whole message and the traceback
-    print(brief(f"error: {msg}"), file=sys.stderr)
+    print(brief(redact(f"error: {msg}")), file=sys.stderr)  # a store URL's password stays out of it
     return code
 
 

@@ -38,7 +38,7 @@ import gevent.event
 import requests
 from etcd3gw.exceptions import Etcd3Exception
 
-from analytics.config import ConfigError, Settings
+from analytics.config import ConfigError, Settings, redact
 
 __all__ = [
     "ClusterError", "ClusterUnavailable", "BrokerNotFound",
@@ -123,17 +123,39 @@ def _parse_endpoint(value: str) -> tuple[str, str, int]:
     if "://" in rest:
         protocol, rest = rest.split("://", 1)
         if protocol not in ("http", "https"):
-            raise ConfigError(f"etcd endpoint {value!r}: scheme must be http or https")
+            raise ConfigError(redact(f"etcd endpoint {value!r}: scheme must be http or https"))
+    if "@" in rest:
+        raise ConfigError(redact(f"etcd endpoint {value!r}: no user or password here (the etcd client, etcd3gw, "
+                                 "has no etcd authentication): use https:// with [cluster] ca_cert, and "
+                                 "cert_cert/cert_key for a client certificate"))
     host, sep, port = rest.rstrip("/").rpartition(":")
     if not sep or not host or not port.isdigit():
         raise ConfigError(f"etcd endpoint must be 'host:port', not {value!r}")
     return protocol, host.strip("[]"), int(port)
 
 
+def _tls(settings: Settings, protocol: str) -> dict[str, str | None]:
+    """etcd3gw's TLS arguments from [cluster] ca_cert (the CA that signed etcd's certificate;
+    default: the system's) and cert_cert/cert_key (a client certificate, for etcd's
+    --client-cert-auth); they need an https:// etcd endpoint."""
+    tls = {"ca_cert": _options(settings).get("ca_cert"), "cert_cert": _options(settings).get("cert_cert"),
+           "cert_key": _options(settings).get("cert_key")}
+    for key, value in tls.items():
+        if value is not None and not (isinstance(value, str) and value):
+            raise ConfigError(f"[cluster] {key} must be a file path, not {value!r}")
+    if (tls["cert_cert"] is None) != (tls["cert_key"] is None):
+        raise ConfigError("[cluster] cert_cert and cert_key go together (a client certificate and its key)")
+    if protocol != "https" and any(v is not None for v in tls.values()):
+        raise ConfigError(f"[cluster] {', '.join(k for k, v in tls.items() if v is not None)}: TLS needs "
+                          f"etcd = \"https://host:port\", not {settings.etcd!r}")
+    return tls
+
+
 def _client(settings: Settings, timeout: float) -> etcd3gw.Etcd3Client:
     protocol, host, port = _parse_endpoint(settings.etcd)
     api_path = _options(settings).get("api_path", DEFAULT_API_PATH)
-    return etcd3gw.client(host=host, port=port, protocol=protocol, timeout=timeout, api_path=api_path)
+    return etcd3gw.client(host=host, port=port, protocol=protocol, timeout=timeout, api_path=api_path,
+                          **_tls(settings, protocol))
 
 
 def _describe(exc: BaseException) -> str:

@@ -8,6 +8,7 @@ else reads the environment.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -16,7 +17,7 @@ from zoneinfo import ZoneInfoNotFoundError
 
 from analytics.periods import zone
 
-__all__ = ["Settings", "BrokerSettings", "GameSettings", "ConfigError", "load_settings"]
+__all__ = ["Settings", "BrokerSettings", "GameSettings", "ConfigError", "load_settings", "redact"]
 
 #: Runtime data (disk logs, spout offsets, dead letters, the embedded store, pid and log
 #: files) lives here by default: a directory of its own, ignored by git, apart from the
@@ -53,6 +54,13 @@ class BrokerSettings:
     linger_ms: int = 20
     #: Forward nothing until every expected subscriber has said it is ready.
     wait_for_subscribers: bool = True
+    #: Directory of CURVE keys (`analytics keys DIR`; docs/cluster.md says which file goes to which
+    #: host). Set, every tcp socket of the topology is encrypted and the broker takes only clients
+    #: whose public key (a *.key file) is in it; "" leaves tcp in the clear.
+    curve_keys: str = ""
+    #: Let the broker bind a non-loopback address without curve_keys: whoever reaches the port can
+    #: then push tuples (a forged payment is counted). Only for a network you trust, on purpose.
+    insecure: bool = False
 
 
 @dataclass
@@ -106,6 +114,22 @@ class Settings:
 
     def data_path(self, *parts: str) -> Path:
         return Path(self.data_dir, *parts)
+
+
+#: What `redact` hides: the password of a URL's user:password@, and the value of any key or
+#: query parameter whose name says password, secret or token (a dict's repr, JSON, a query string).
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/@\s'\"]*):[^\s'\"]*@")
+_SECRET_VALUE = re.compile(r"(?i)((?<![\w.-])['\"]?[\w-]*(?:password|passwd|secret|token)[\w-]*['\"]?\s*[:=]\s*['\"]?)"
+                           r"[^'\"\s,&;}]+")
+
+
+def redact(text: str) -> str:
+    """`text` without secrets: `mongodb://u:***@h/db`, `password=***`, `'password': '***'`.
+
+    For whatever is shown to people (log lines, errors, `analytics run`'s summary,
+    dead letters): a store URL or an etcd option may carry a password; a figure never does.
+    """
+    return _SECRET_VALUE.sub(r"\1***", _URL_PASSWORD.sub(r"\1:***@", text))
 
 
 def _check_tz(name: str, where: str) -> str:
@@ -181,4 +205,8 @@ def load_settings(path: str | os.PathLike | None = None,
         raise ConfigError(f"workers must be an integer >= 0, not {settings.workers!r}")
     if settings.partitions < 1:
         raise ConfigError(f"partitions must be >= 1, not {settings.partitions}")
+    if not isinstance(settings.broker.curve_keys, str):
+        raise ConfigError(f"[broker] curve_keys must be a directory path, not {settings.broker.curve_keys!r}")
+    if not isinstance(settings.broker.insecure, bool):
+        raise ConfigError(f"[broker] insecure must be true or false, not {settings.broker.insecure!r}")
     return settings

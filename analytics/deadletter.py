@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from analytics.config import redact
+
 __all__ = ["DeadLetters"]
 
 log = logging.getLogger(__name__)
@@ -35,7 +37,9 @@ class DeadLetters:
         self._lock = threading.Lock()
 
     def write(self, raw: Any, reason: str, *, at: float | None = None) -> None:
-        """Record one rejected input with the reason it was rejected."""
+        """Record one rejected input with the reason it was rejected (a secret in the reason, such
+        as a store URL's password in an error, is masked; the input is kept as it came)."""
+        reason = redact(reason)
         if isinstance(raw, bytes):
             raw = raw.decode("utf-8", errors="replace")
         if isinstance(raw, str):

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from analytics.app import replay, source_spec
-from analytics.config import GameSettings, Settings
+from analytics.config import GameSettings, Settings, redact
 from analytics.periods import zone
 from analytics.store import open_store
 
@@ -60,7 +60,8 @@ def run_demo(settings: Settings, data_dir: str | Path = "data", out: TextIO = sy
         print(f"PROBLEM: {p}", file=out)
     with open_store(settings.store) as store:
         print_summary(store, settings, out)
-    print(f"\nStore: {settings.store}   (try: analytics query loginday --store {settings.store} --json)", file=out)
+    store_url = redact(settings.store)
+    print(f"\nStore: {store_url}   (try: analytics query loginday --store {store_url} --json)", file=out)
     return 1 if problems else 0
 
 

@@ -86,7 +86,7 @@ class ProcessRunner:
         from analytics.transport import new_context
         self._spawn("broker", ["broker", "--expect",
                                ",".join(self.topology.bolts + ([COORDINATOR] if self.coordinate else []))])
-        self._zmq = new_context()
+        self._zmq = new_context(self.settings)
         if self.coordinate:
             self.coordinator = Coordinator(self._zmq, self.sender, self.topology, hwm=self.settings.broker.hwm)
         workers = self.settings.workers
@@ -197,9 +197,12 @@ def main(argv: list[str] | None = None) -> int:
     from gevent import monkey
     monkey.patch_all()
 
+    from dataclasses import replace
+
+    from analytics.config import ConfigError
     from analytics.logs import setup_logging
     from analytics.topology import Topology, default_topology
-    from analytics.transport import new_context
+    from analytics.transport import check_broker, new_context
 
     args = _parse_args(argv)
     names = args.name.split(",") if args.kind == "component" else []
@@ -220,7 +223,19 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(args.config)
         spec = None
         topology = default_topology(settings)
-    zctx = new_context()
+    zctx = new_context(settings)
+    try:  # a missing key file or a bind in the clear: one line and exit 2, not a traceback
+        if zctx.keys is not None and args.kind == "broker":
+            zctx.keys.server()
+        elif zctx.keys is not None:
+            zctx.keys.client()
+        if args.kind == "broker":
+            check_broker(replace(settings.broker, receiver=args.receiver or settings.broker.receiver,
+                                 sender=args.sender or settings.broker.sender))
+    except ConfigError as exc:
+        log.error("%s: %s", label, exc)
+        zctx.destroy(linger=0)
+        return 2
     if args.kind == "broker":
         return run_broker(settings, args, topology, zctx)
     if topology is None:
@@ -266,6 +281,7 @@ def run_broker(settings: Any, args: argparse.Namespace, topology: Any, zctx: Any
     if registration is not None:
         registration.stop()
     log.info("broker stopped: %s", broker.stats())
+    zctx.destroy(linger=0)  # and its ZAP handler
     return 0
 
 

@@ -158,7 +158,7 @@ class LocalRunner:
         self.store = store
         self.disk_log = disk_log
         self.clock = clock
-        self.zmq = new_context()
+        self.zmq = new_context(settings)
         tag = f"{id(self):x}"
         self.receiver = f"inproc://receiver-{tag}"
         self.sender = f"inproc://sender-{tag}"

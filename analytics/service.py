@@ -41,7 +41,7 @@ from typing import Any, Sequence
 
 from analytics.config import ConfigError, Settings
 
-__all__ = ["Proc", "plan", "start", "stop", "restart", "local_status", "is_running", "read_pid"]
+__all__ = ["Proc", "plan", "check_security", "start", "stop", "restart", "local_status", "is_running", "read_pid"]
 
 log = logging.getLogger(__name__)
 
@@ -239,6 +239,21 @@ def _start_timeout(settings: Settings) -> float:
     return float(value)
 
 
+def check_security(settings: Settings, procs: Sequence[Proc]) -> None:
+    """Before anything starts: the broker does not bind in the clear off loopback, and this
+    host has the CURVE key files its processes read (a ConfigError now, not a daemon's log)."""
+    from analytics.transport import CurveKeys, check_broker
+    broker = any(p.role == "broker" for p in procs)
+    if broker:
+        check_broker(settings.broker)
+    if settings.broker.curve_keys:
+        keys = CurveKeys(settings.broker.curve_keys)
+        if broker:
+            keys.server()
+        if any(p.role != "broker" for p in procs):
+            keys.client()
+
+
 def start(settings: Settings, only: Sequence[str] | None = None, out: Any = None) -> int:
     """Start what is not running and wait until each new process is ready or dead.
 
@@ -250,6 +265,7 @@ def start(settings: Settings, only: Sequence[str] | None = None, out: Any = None
         raise ConfigError("start needs a configuration file: --config FILE or ANALYTICS_CONFIG (the spouts "
                           "need their sources; an annotated example: deploy/config/one-host.toml)")
     procs = plan(settings, only)
+    check_security(settings, procs)
     timeout = _start_timeout(settings)
     _run_dir(settings).mkdir(parents=True, exist_ok=True)
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)

@@ -17,23 +17,35 @@ The bolts of one process share one SUB socket (SharedSubscriber, like a Storm
 worker's receive thread): a frame is received once and handed to every local
 bolt whose topics and partitions it matches, and its batch is decoded once
 (Message.decoded) for all of them.
+
+Security (`[broker] curve_keys`, docs/cluster.md): every socket is created through
+`secure()`, which makes the broker's receiver and sender CURVE servers and every other
+socket a CURVE client when its endpoint is tcp; inproc never leaves the process and is
+left alone. The keys travel with the context (`new_context(settings)`), so no component
+handles them. Without keys the broker binds only loopback, unless `[broker] insecure`.
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import gevent
 import gevent.queue
 import zmq.green as zmq
+from zmq.auth import create_certificates, load_certificate
+from zmq.auth.base import Authenticator
 
 from analytics.codec import encode_obj
+from analytics.config import BrokerSettings, ConfigError, Settings
 
 __all__ = ["Message", "Publisher", "Subscriber", "SharedSubscriber", "Inbox", "topic_key", "topic_matches", "subscription_prefixes",
-           "READY_PREFIX", "CTL_TOPIC", "new_context", "parse", "parse_head", "Malformed", "DATA", "BARRIER", "REPORT", "CHECKPOINT"]
+           "READY_PREFIX", "CTL_TOPIC", "new_context", "parse", "parse_head", "Malformed", "DATA", "BARRIER", "REPORT", "CHECKPOINT",
+           "Context", "CurveKeys", "secure", "check_bind", "check_broker", "is_loopback", "create_keys"]
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +61,254 @@ class Malformed(ValueError):
     """A received message is not one of ours (a foreign peer, a truncated or forged frame)."""
 
 
-def new_context() -> zmq.Context:
-    """A gevent-cooperative ZeroMQ context."""
-    return zmq.Context()
+#: Key pair names in a curve_keys directory: <name>.key (public) and <name>.key_secret.
+BROKER_KEYS, CLIENT_KEYS = "broker", "client"
+
+
+class CurveKeys:
+    """The key files of a curve_keys directory, read when a socket needs them.
+
+    A client host holds broker.key, client.key and client.key_secret; the broker host
+    holds broker.key_secret and the public key (*.key) of every client it accepts. Each
+    side reads only its own files, so a host lacks nothing it does not use.
+    """
+
+    def __init__(self, directory: str | os.PathLike) -> None:
+        self.directory = Path(directory)
+        self._server: tuple[bytes, bytes] | None = None
+        self._client: tuple[bytes, bytes, bytes] | None = None
+
+    def _load(self, name: str, secret: bool) -> tuple[bytes, bytes | None]:
+        path = self.directory / (f"{name}.key_secret" if secret else f"{name}.key")
+        try:
+            public, secret_key = load_certificate(path)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"[broker] curve_keys: cannot read {path} ({exc}); `analytics keys "
+                              f"{self.directory}` writes the keys, docs/cluster.md says which host needs which") from None
+        if secret and not secret_key:
+            raise ConfigError(f"[broker] curve_keys: {path} holds no secret key")
+        return public, secret_key
+
+    def server(self) -> tuple[bytes, bytes]:
+        """(public, secret) of the broker: broker.key_secret."""
+        if self._server is None:
+            public, secret = self._load(BROKER_KEYS, secret=True)
+            self._server = (public, secret or b"")
+        return self._server
+
+    def client(self) -> tuple[bytes, bytes, bytes]:
+        """(broker's public, client's public, client's secret): broker.key and client.key_secret."""
+        if self._client is None:
+            broker, _ = self._load(BROKER_KEYS, secret=False)
+            public, secret = self._load(CLIENT_KEYS, secret=True)
+            self._client = (broker, public, secret or b"")
+        return self._client
+
+
+class Context(zmq.Context):
+    """A gevent-cooperative ZeroMQ context that knows how its sockets are secured.
+
+    `broker` is the [broker] table (curve_keys, insecure) that secure() reads; while the
+    broker serves CURVE, the context also runs its ZAP handler, stopped by term()/destroy().
+    """
+
+    broker: BrokerSettings | None = None
+    keys: CurveKeys | None = None
+    _zap: "ZapHandler | None" = None
+
+    @property
+    def refused(self) -> int:
+        """CURVE clients the ZAP handler refused (0 without CURVE)."""
+        return self._zap.refused if self._zap is not None else 0
+
+    def zap(self) -> None:
+        """Start the ZAP handler of this context (once), with the public keys of curve_keys."""
+        if self._zap is None and self.keys is not None:
+            self._zap = ZapHandler(self, self.keys.directory)
+
+    def _stop_zap(self) -> None:
+        zap, self._zap = self._zap, None
+        if zap is not None:
+            zap.stop()
+
+    def term(self) -> None:
+        self._stop_zap()
+        super().term()
+
+    def destroy(self, linger: int | None = None) -> None:
+        self._stop_zap()
+        super().destroy(linger)
+
+
+def new_context(settings: Settings | None = None) -> Context:
+    """A gevent-cooperative ZeroMQ context whose tcp sockets follow `settings.broker`
+    (CURVE with curve_keys; None: plain, loopback binds only)."""
+    ctx = Context()
+    if settings is not None:
+        ctx.broker = settings.broker
+        if settings.broker.curve_keys:
+            ctx.keys = CurveKeys(settings.broker.curve_keys)
+    return ctx
+
+
+def _host(endpoint: str) -> str:
+    """The host of a tcp:// endpoint ('*' for every interface), without brackets."""
+    rest = endpoint.split("://", 1)[-1]
+    host = rest.rpartition(":")[0] if ":" in rest else rest
+    return host.split(";")[-1].strip("[]")
+
+
+def is_loopback(endpoint: str) -> bool:
+    """Whether a tcp endpoint binds only this machine: 127.0.0.0/8, ::1 or localhost."""
+    host = _host(endpoint)
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # '*', an interface or a host name: reachable from elsewhere
+        return False
+
+
+def check_bind(endpoint: str, broker: BrokerSettings) -> None:
+    """Refuse a broker endpoint that anyone on the network could push forged tuples to:
+    a non-loopback tcp address without curve_keys, unless insecure = true."""
+    if not endpoint.startswith("tcp://") or broker.curve_keys or is_loopback(endpoint):
+        return
+    if broker.insecure:
+        log.warning("broker: binding %s in the clear ([broker] insecure = true): whoever reaches it can push "
+                    "tuples", endpoint)
+    else:
+        raise ConfigError(f"[broker] refusing to bind {endpoint} in the clear: anyone who reaches it can push "
+                          f"tuples; set curve_keys (`analytics keys DIR`, docs/cluster.md), bind 127.0.0.1, "
+                          f"or set insecure = true on a network you trust")
+
+
+def check_broker(broker: BrokerSettings) -> None:
+    """check_bind for both broker endpoints (before anything is started)."""
+    for endpoint in (broker.receiver, broker.sender):
+        check_bind(endpoint, broker)
+
+
+def secure(sock: zmq.Socket, endpoint: str, *, server: bool) -> None:
+    """Set up `sock` before it binds (server: the broker's) or connects to `endpoint`.
+
+    The one place sockets are secured: with curve_keys, a tcp server is a CURVE server
+    whose clients the context's ZAP handler checks (started here, before the bind: libzmq
+    lets every client in while no handler is bound), a tcp client a CURVE client. inproc
+    is left alone. Without keys a server may bind only loopback (check_bind).
+    """
+    if not endpoint.startswith("tcp://"):
+        return
+    ctx = sock.context
+    broker = getattr(ctx, "broker", None) or BrokerSettings()
+    keys: CurveKeys | None = getattr(ctx, "keys", None)
+    if keys is None:
+        if server:
+            check_bind(endpoint, broker)
+        return
+    if server:
+        public, secret = keys.server()
+        ctx.zap()
+        # No ZAP domain: libzmq asks the handler about every CURVE client all the same, and
+        # pyzmq's Authenticator files an empty domain under "*", where configure_curve put the keys.
+        sock.setsockopt(zmq.CURVE_SERVER, 1)
+        sock.setsockopt(zmq.CURVE_PUBLICKEY, public)
+        sock.setsockopt(zmq.CURVE_SECRETKEY, secret)
+    else:
+        server_key, public, secret = keys.client()
+        sock.setsockopt(zmq.CURVE_SERVERKEY, server_key)
+        sock.setsockopt(zmq.CURVE_PUBLICKEY, public)
+        sock.setsockopt(zmq.CURVE_SECRETKEY, secret)
+
+
+class _CurveAuthenticator(Authenticator):
+    """pyzmq's ZAP rules, counting and logging the clients it refuses."""
+
+    refused = 0
+
+    def _send_zap_reply(self, request_id: bytes, status_code: bytes, status_text: bytes,
+                        user_id: str = "anonymous") -> None:
+        if status_code != b"200":
+            self.refused += 1
+            if self.refused <= 10 or self.refused % 1000 == 0:
+                log.warning("broker: refused a CURVE client (#%d): %s (its public key is not among the *.key "
+                            "files of curve_keys)", self.refused, status_text.decode(errors="replace"))
+        super()._send_zap_reply(request_id, status_code, status_text, user_id)
+
+
+class ZapHandler:
+    """The broker's ZAP handler: pyzmq's Authenticator with configure_curve(domain="*",
+    location=<curve_keys>), so a client is let in only if its public key is one of the
+    directory's *.key files (read once: a new host's key needs a broker restart).
+
+    It answers from an OS thread of gevent's pool, on a plain socket. pyzmq's
+    ThreadAuthenticator does not do here: under monkey patching its thread is a greenlet
+    whose asyncio loop never answers, and a greenlet answering on a green socket waits
+    while another greenlet's green poll spins. The socket is bound on creation (before any
+    server socket binds) and closed only when the context ends.
+    """
+
+    #: Milliseconds between looks at the stop flag.
+    poll_ms = 100
+
+    def __init__(self, ctx: zmq.Context, directory: Path) -> None:
+        self.auth = _CurveAuthenticator(ctx, log=logging.getLogger("analytics.transport.zap"))
+        self.auth.start()  # binds inproc://zeromq.zap.01 with a plain socket
+        self.auth.configure_curve(domain="*", location=str(directory))
+        allowed = len(self.auth.certs.get("*", {}))
+        log.log(logging.INFO if allowed else logging.WARNING, "broker: CURVE on, %d public key%s (*.key) allowed "
+                "from %s", allowed, "" if allowed == 1 else "s", directory)
+        self._running = True
+        self._done = gevent.get_hub().threadpool.spawn(self._serve)
+
+    @property
+    def refused(self) -> int:
+        """Clients refused so far (a key not in the directory)."""
+        return self.auth.refused
+
+    def _serve(self) -> None:
+        sock = self.auth.zap_socket
+        try:
+            while self._running:
+                if not sock.poll(self.poll_ms):
+                    continue
+                request = sock.recv_multipart()
+                try:
+                    # A coroutine that awaits nothing without a credentials callback: one step runs it.
+                    self.auth.handle_zap_message(request).send(None)
+                except StopIteration:
+                    pass
+                except Exception:  # never leave the next handshakes unanswered because of one request
+                    log.exception("broker: a ZAP request failed")
+        finally:
+            self.auth.stop()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._running = False
+        self._done.get(timeout=timeout)
+
+
+def create_keys(directory: str | os.PathLike, *, force: bool = False, client_only: bool = False) -> list[Path]:
+    """Write CURVE key pairs into `directory`: broker.key/.key_secret and client.key/.key_secret
+    (only the client's with `client_only`); secret files mode 0600. Existing files are kept
+    unless `force` (new keys lock out every host that holds the old ones)."""
+    directory = Path(directory)
+    names = [CLIENT_KEYS] if client_only else [BROKER_KEYS, CLIENT_KEYS]
+    files = [directory / f"{n}{ext}" for n in names for ext in (".key", ".key_secret")]
+    existing = [f.name for f in files if f.exists()]
+    if existing and not force:
+        raise FileExistsError(f"{directory} already holds {', '.join(existing)}: --force replaces them (every "
+                              "host then needs the new keys)")
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    old = os.umask(0o077)  # no moment at which a secret file is readable by others
+    try:
+        for name in names:
+            public, secret = create_certificates(directory, name)
+            os.chmod(secret, 0o600)
+            os.chmod(public, 0o644)
+    finally:
+        os.umask(old)
+    return files
 
 
 def topic_key(topic: str, partition: int | None) -> bytes:
@@ -162,6 +419,7 @@ class Publisher:
         # wait_connected() mean "a broker is there".
         if immediate:
             self.sock.setsockopt(zmq.IMMEDIATE, 1)
+        secure(self.sock, endpoint, server=False)
         self.sock.connect(endpoint)
         self.endpoint = endpoint
         self._pending: dict[tuple[str, int], list[list[Any]]] = {}
@@ -260,6 +518,7 @@ class Subscriber:
         self.sock = ctx.socket(zmq.SUB)
         self.sock.setsockopt(zmq.RCVHWM, hwm)
         self.sock.setsockopt(zmq.LINGER, 0)
+        secure(self.sock, endpoint, server=False)
         self.sock.connect(endpoint)
         self._subs: set[bytes] = set()
         #: Malformed messages received and dropped; `on_malformed(frames, reason)` dead-letters them.
@@ -361,6 +620,7 @@ class SharedSubscriber:
         self.sock = ctx.socket(zmq.SUB)
         self.sock.setsockopt(zmq.RCVHWM, hwm)
         self.sock.setsockopt(zmq.LINGER, 0)
+        secure(self.sock, endpoint, server=False)
         self.sock.connect(endpoint)
         self._inboxes: list[Inbox] = []
         self._subs: set[bytes] = set()

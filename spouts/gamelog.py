@@ -152,7 +152,7 @@ def feed_stdin(settings: Settings, game: str | None = None, *, stream: Any = Non
     """
     from analytics.transport import new_context
 
-    zctx = new_context()
+    zctx = new_context(settings)
     game = game or settings.sources.get("gamelog", {}).get("game")
     ctx = Context(settings=settings, zmq=zctx, receiver=settings.broker.receiver, sender=settings.broker.sender,
                   disk_log=False)
@@ -162,8 +162,10 @@ def feed_stdin(settings: Settings, game: str | None = None, *, stream: Any = Non
         probe = spout._publisher(immediate=True)
         try:
             if not probe.wait_connected(connect_timeout):
+                refused = (f", or it refused the CURVE key of {settings.broker.curve_keys}/client.key"
+                           if settings.broker.curve_keys else "")
                 raise ConnectionError(f"no broker is listening at {settings.broker.receiver} after "
-                                      f"{connect_timeout:g}s (is the topology running? `analytics start`)")
+                                      f"{connect_timeout:g}s (is the topology running? `analytics start`{refused})")
         finally:
             probe.close(linger_ms=0)
         spout.run()

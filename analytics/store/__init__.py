@@ -11,6 +11,7 @@ import logging
 from typing import Any, Callable, Mapping
 from urllib.parse import parse_qs, urlsplit
 
+from analytics.config import redact
 from analytics.store.base import (Batch, MemberKey, QueryError, Store, StoreError,  # noqa: F401
                                   StoreUnavailable)
 from analytics.store.bitmaps import parse_size
@@ -78,8 +79,8 @@ def open_store(url: str, *, setup: bool = True, dedupe_horizon_days: int = 90) -
     scheme = urlsplit(url).scheme.lower() if isinstance(url, str) else ""
     factory = BACKENDS.get(scheme)
     if factory is None:
-        raise StoreError(f"unknown store URL {url!r}: known schemes are "
-                         + ", ".join(f"{s}://" for s in BACKENDS))
+        raise StoreError(redact(f"unknown store URL {url!r}: known schemes are "
+                                + ", ".join(f"{s}://" for s in BACKENDS)))
     store = factory(url, dedupe_horizon_days)
     if setup:
         try:

@@ -41,6 +41,7 @@ from pymongo import ASCENDING, ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, OperationFailure, PyMongoError
 from pymongo.write_concern import WriteConcern
 
+from analytics.config import redact
 from analytics.store.base import KEY_FIELDS, Batch, MemberKey, Store, StoreError, StoreUnavailable, Upsert
 from analytics.store.batch import Groups, count_upserts
 from analytics.store.bitmaps import (DEFAULT_CACHE_BYTES, DEFAULT_PART_BITS, DICT_BASE, ID_LIMIT, MIGRATE_CHUNK, BitMap,
@@ -107,7 +108,7 @@ class MongoStore(Store):
         try:
             client = pymongo.MongoClient(client_url, **kwargs)
         except PyMongoError as e:       # bad URL options; connecting itself is lazy
-            raise StoreError(f"bad MongoDB URL {url!r}: {e}") from e
+            raise StoreError(redact(f"bad MongoDB URL {url!r}: {e}")) from e
         return cls(client, database, url=url, seen_ttl_seconds=seen_ttl_seconds, **ours)
 
     # -- plumbing ---------------------------------------------------------

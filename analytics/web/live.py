@@ -200,7 +200,7 @@ class LiveFeed:
     def _read_loop(self) -> None:
         from analytics.codec import CodecError, decode_batch
         from analytics.transport import DATA, Subscriber, new_context
-        ctx = self.zmq or new_context()
+        ctx = self.zmq or new_context(self.settings)
         sub = Subscriber(ctx, self.endpoint, self.name, TOPICS)
         log.info("live: following %s on %s", ", ".join(TOPICS), self.endpoint)
         try:

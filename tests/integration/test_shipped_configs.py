@@ -102,6 +102,8 @@ def test_the_three_host_layout_starts_on_one_machine(tmp_path):
         start_all(configs)
         (tmp_path / "in" / "gamelog1.log").write_text(SAMPLE.read_text())
         assert logins_stored(configs[1], expected_logins()) == expected_logins()
+        # The hosts talk CURVE (the shipped configs set curve_keys; localize wrote the keys).
+        assert "CURVE on, 2 public keys (*.key) allowed" in (tmp_path / "var" / "run" / "broker.log").read_text()
     finally:
         stop_all(configs)
 

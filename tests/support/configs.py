@@ -28,7 +28,8 @@ def readme_config() -> str:
 
 def localize(config: dict[str, Any], root: Path, ports: dict[str, int]) -> dict[str, Any]:
     """`config` with every host-specific value made local: paths under `root`, endpoints on
-    127.0.0.1 at `ports` ('receiver', 'sender', 'http', 'source'), SQLite, no etcd."""
+    127.0.0.1 at `ports` ('receiver', 'sender', 'http', 'source'), SQLite, no etcd, and CURVE
+    keys (when the config has curve_keys) written once into `root`/curve."""
     c = json.loads(json.dumps(config))
     a = c.setdefault("analytics", {})
     a.update(store=f"sqlite:///{root}/var/analytics.db", data_dir=f"{root}/var", run_dir=f"{root}/var/run",
@@ -36,6 +37,11 @@ def localize(config: dict[str, Any], root: Path, ports: dict[str, int]) -> dict[
     a.pop("mode", None)   # start always runs one daemon per component
     b = c.setdefault("broker", {})
     b.update(receiver=f"tcp://127.0.0.1:{ports['receiver']}", sender=f"tcp://127.0.0.1:{ports['sender']}")
+    if b.get("curve_keys"):  # the keys of every host of the layout, as `analytics keys` writes them
+        b["curve_keys"] = str(root / "curve")
+        if not (root / "curve").exists():
+            from analytics.transport import create_keys
+            create_keys(root / "curve")
     for name, src in c.get("sources", {}).items():
         if "files" in src:
             src["files"] = [f"{root}/in/{name}*.log"]
