@@ -21,7 +21,8 @@ from analytics.config import BrokerSettings, GameSettings, Settings, load_settin
 from analytics.processes import ProcessRunner, free_port
 from analytics.query import query
 from analytics.store import open_store
-from analytics.topology import ComponentSpec, LocalRunner, Topology, default_topology
+from analytics.runners import LocalRunner
+from analytics.topology import ComponentSpec, Topology, default_topology
 from analytics.transport import create_keys, topic_key
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(55)]
