@@ -282,14 +282,21 @@ class MongoStore(Store):
         found = self._uid_ids(game, missing)
         new = [u for u in missing if u not in found]
         if new:
-            for attempt in range(2):
+            seq = None
+            for attempt in range(3):
                 try:
                     seq = self._durable("uid_seq").find_one_and_update({"_id": game}, {"$inc": {"next": len(new)}},
                                                               upsert=True, return_document=ReturnDocument.AFTER)
-                    break
                 except DuplicateKeyError:   # two first writers of one game: the loser's retry updates
-                    if attempt:
+                    if attempt == 2:
                         raise
+                    continue
+                if seq is not None:
+                    break
+                # An upsert racing another first writer came back without a document on a
+                # wire-protocol server (seen on SecantusDB): the retry updates the winner's.
+            if seq is None:
+                raise StoreError(f"uid_seq of game {game!r}: no document after an upsert")
             self.op_counts["writes"] += 1
             start = DICT_BASE + seq["next"] - len(new)
             if start + len(new) > ID_LIMIT:
