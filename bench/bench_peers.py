@@ -151,7 +151,7 @@ def main() -> None:
     args = ap.parse_args()
     n = args.records
     work = Path(tempfile.mkdtemp(prefix="bench-peers-"))
-    ordered = work / f"gamelog_ordered_{n}.txt"
+    ordered = work / f"gamelog_dl_ordered_{n}.txt"
     make_logs(ordered, work / "shuffled.txt", n)
     truth = bare_summary(ordered)
     base = min(bare_loop(ordered) for _ in range(2))

@@ -274,7 +274,7 @@ def main() -> None:
     args = ap.parse_args()
     n = args.records
     work = Path(tempfile.mkdtemp(prefix="bench-replay-"))
-    ordered, shuffled = work / f"gamelog_ordered_{n}.txt", work / f"gamelog_shuffled_{n}.txt"
+    ordered, shuffled = work / f"gamelog_dl_ordered_{n}.txt", work / f"gamelog_dl_shuffled_{n}.txt"
     make_logs(ordered, shuffled, n)
     base = min(bare_loop(ordered) for _ in range(2))
 
