@@ -7,15 +7,14 @@ broker's greenlet died: nothing was forwarded any more while the process stayed 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
-import gevent
 import orjson
 import pytest
 import zmq
 
 from analytics.config import BrokerSettings, GameSettings, load_settings
+from analytics.testing import wait_until
 from analytics.processes import free_port
 from analytics.store import open_store
 from analytics.runners import LocalRunner
@@ -31,14 +30,6 @@ def login(i: int, ts: int = 1420688004) -> bytes:
     return json.dumps({"op": {"code": "login_logcount", "id": 1003}, "area": AREA, "ts": ts + i,
                        "data": {"corpid": 2001, "type": "signin", "server_name": "s1", "opno": 1003,
                                 "opname": "login_logcount", "acct": str(3284681000 + i)}}).encode() + b"\n"
-
-
-def _wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        gevent.sleep(0.05)
 
 
 def _hour_count(store) -> int:
@@ -79,16 +70,16 @@ def test_malformed_messages_are_counted_and_a_valid_event_still_counts(tmp_path:
     push.setsockopt(zmq.LINGER, 0)
     push.connect(receiver)
     try:
-        _wait(lambda: _hour_count(store) == 1, 20, "the first login to be stored")
+        assert wait_until(lambda: _hour_count(store) == 1, 20), "timed out waiting for the first login to be stored"
         for frames in MALFORMED.values():
             push.send_multipart(frames)
         broker = runner.broker
-        _wait(lambda: broker.malformed >= 7, 20, "the broker to drop the malformed heads")
+        assert wait_until(lambda: broker.malformed >= 7, 20), "timed out waiting for the broker to drop the malformed heads"
         with open(src, "ab") as fh:
             fh.write(login(1))
-        _wait(lambda: _hour_count(store) == 2, 20, "a valid login after the malformed messages")
+        assert wait_until(lambda: _hour_count(store) == 2, 20), "timed out waiting for a valid login after the malformed messages"
         bolt = runner.components["loginhour"]
-        _wait(lambda: bolt.counters.rejected + bolt.counters.errors >= 5, 10, "the bolt to reject bad payloads")
+        assert wait_until(lambda: bolt.counters.rejected + bolt.counters.errors >= 5, 10), "timed out waiting for the bolt to reject bad payloads"
         assert not broker._greenlet.dead and not any(g.dead for g in runner.greenlets)
         assert broker.malformed == 7
         letters = (tmp_path / "data" / "deadletter" / "broker.jsonl").read_text().splitlines()

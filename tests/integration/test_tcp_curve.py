@@ -8,7 +8,6 @@ accepted every frame from everyone.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import gevent
@@ -18,6 +17,7 @@ import zmq
 from zmq.auth import load_certificate
 
 from analytics.config import BrokerSettings, GameSettings, Settings, load_settings
+from analytics.testing import wait_until
 from analytics.processes import ProcessRunner, free_port
 from analytics.query import query
 from analytics.store import open_store
@@ -41,14 +41,6 @@ def forged(uid: str) -> list[bytes]:
     """One login tuple as the gamelog spout sends it, from a producer nobody runs."""
     body = {"game": "dl", "area": AREA, "plat": "2001", "uid": uid, "ts": TS, "code": "login_logcount"}
     return [topic_key("gamelog.login_logcount", 0), b"D|1|intruder", orjson.dumps([[f"forged-{uid}", TS, body]])]
-
-
-def _wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        gevent.sleep(0.05)
 
 
 def _users(store) -> int:
@@ -102,7 +94,7 @@ def curve_topology(tmp_path: Path):
     runner = LocalRunner(default_topology(settings, only=["gamelog", "loginhour"]), settings, store=store,
                          listen=True).start()
     try:
-        _wait(lambda: _users(store) == 1, 20, "the first login to be stored")
+        assert wait_until(lambda: _users(store) == 1, 20), "timed out waiting for the first login to be stored"
         yield settings, runner, store, src
     finally:
         runner.stop()
@@ -125,10 +117,10 @@ def test_a_plain_push_of_a_forged_tuple_changes_nothing(curve_topology):
         assert _uids(store) == {"1001"}
         # The same frame from a holder of the client key pair is counted: the frame itself is fine.
         member.send(forged("7000001"))
-        _wait(lambda: _users(store) == 2, 20, "the key holder's tuple")
+        assert wait_until(lambda: _users(store) == 2, 20), "timed out waiting for the key holder's tuple"
         with open(src, "ab") as fh:  # and the broker goes on with the spout's own tuples
             fh.write(login("1002"))
-        _wait(lambda: _users(store) == 3, 20, "a login read after the intrusion")
+        assert wait_until(lambda: _users(store) == 3, 20), "timed out waiting for a login read after the intrusion"
         gevent.sleep(1.2)
         assert _uids(store) == {"1001", "7000001", "1002"}
         assert runner.broker.stats()["malformed"] == 0 and not runner.failures()
@@ -146,10 +138,10 @@ def test_a_curve_client_whose_key_is_not_in_the_directory_is_refused(curve_topol
     stranger = Pusher(settings.broker.receiver, (server, public, secret))
     try:
         stranger.send(forged("6000030"))
-        _wait(lambda: runner.broker.stats()["refused"] >= 1, 10, "the broker to refuse the stranger's key")
+        assert wait_until(lambda: runner.broker.stats()["refused"] >= 1, 10), "timed out waiting for the broker to refuse the stranger's key"
         with open(src, "ab") as fh:
             fh.write(login("1002"))
-        _wait(lambda: _users(store) == 2, 20, "a login read after the refusal")
+        assert wait_until(lambda: _users(store) == 2, 20), "timed out waiting for a login read after the refusal"
         gevent.sleep(1.2)
         assert _uids(store) == {"1001", "1002"} and not runner.failures()
     finally:
@@ -166,7 +158,7 @@ def test_read_stdin_gamelog_feeds_a_curve_broker(curve_topology):
                         connect_timeout=10)
     counts = done.get(timeout=30)
     assert counts["accepted"] == 2
-    _wait(lambda: _users(store) == 3, 20, "the fed logins")
+    assert wait_until(lambda: _users(store) == 3, 20), "timed out waiting for the fed logins"
     assert _uids(store) == {"1001", "2001", "2002"}
 
 
